@@ -1,0 +1,90 @@
+"""
+nanoGPT's "Poor Man's Configurator", with errors that say what went wrong. A script calls
+
+    from configurator import configure
+    configure(globals())
+
+after defining its settings as plain module globals. Each command-line argument is either a config file
+(Python, run in the script's globals, e.g. `config/train_shakespeare_char.py`) or `--key=value`, applied in
+order. A value is parsed with ast.literal_eval (so `--dropout=0.1`, `--compile=False`, `--start='FILE:p.txt'`)
+and kept as a string when that fails (`--device=cpu`). `--help` lists every setting with its value.
+
+Unlike nanoGPT, an unknown key (in a config file or an override), a value of the wrong type, or a missing
+config file exits with status 2 and a message naming the key and the valid choices, instead of being
+silently added or failing on an assert.
+"""
+
+import difflib
+import os
+import sys
+from ast import literal_eval
+
+CONFIG_TYPES = (int, float, bool, str, tuple, type(None))
+
+
+def config_keys(g):
+    """The settings of a script: its public globals of simple types (int, float, bool, str, tuple, None)."""
+    return [k for k, v in g.items() if not k.startswith('_') and isinstance(v, CONFIG_TYPES)]
+
+
+def _fail(message):
+    print(f"configurator: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _unknown_key(key, keys):
+    close = difflib.get_close_matches(key, keys, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    _fail(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(sorted(keys))}")
+
+
+def _coerce(key, value, current):
+    """value (already literal_eval'ed, or a str) -> the type of the current setting, or exit with a message."""
+    if current is None or type(value) is type(current):
+        return value
+    if isinstance(current, float) and type(value) is int:
+        return float(value)  # --learning_rate=1 means 1.0
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    _fail(f"--{key} expects a {type(current).__name__} (default {current!r}), got {value!r} "
+          f"of type {type(value).__name__}")
+
+
+def configure(g, argv=None):
+    """Apply config files and --key=value overrides from argv (default sys.argv[1:]) to the globals dict g.
+
+    Exits with status 2 and a message on an unknown key, a type mismatch or a missing config file."""
+    argv = sys.argv[1:] if argv is None else argv
+    keys = config_keys(g)
+    for arg in argv:
+        if arg in ('-h', '--help'):
+            print("settings (override with --key=value or a config file):")
+            for k in keys:
+                print(f"  --{k}={g[k]!r}")
+            sys.exit(0)
+        if not arg.startswith('--'):
+            if not os.path.isfile(arg):
+                _fail(f"config file {arg!r} not found (arguments are config files or --key=value)")
+            print(f"Overriding config with {arg}:")
+            with open(arg) as f:
+                source = f.read()
+            print(source)
+            before = {k: g[k] for k in keys}
+            exec(compile(source, arg, 'exec'), g)
+            for k in set(g) - set(before):
+                if not k.startswith('_') and isinstance(g[k], CONFIG_TYPES):
+                    _unknown_key(k, keys)
+            for k in keys:
+                g[k] = _coerce(k, g[k], before[k])
+            continue
+        if '=' not in arg:
+            _fail(f"argument {arg!r} must look like --key=value")
+        key, val = arg[2:].split('=', 1)
+        if key not in keys:
+            _unknown_key(key, keys)
+        try:
+            attempt = literal_eval(val)
+        except (SyntaxError, ValueError):
+            attempt = val  # a bare string such as --device=cpu
+        g[key] = _coerce(key, attempt, g[key])
+        print(f"Overriding: {key} = {g[key]!r}")

@@ -1,0 +1,84 @@
+"""
+Text to token ids and back: a dataset's character vocabulary (its meta.pkl, as nanoGPT writes it) or GPT-2's
+BPE through tiktoken, which also works offline from a local `gpt2.tiktoken` ranks file; plus fetching a
+text file for the prepare scripts (a local copy, or a download with a progress bar).
+"""
+
+import os
+import pickle
+
+
+def gpt2_encoding(tiktoken_file=None):
+    """GPT-2's BPE as a tiktoken.Encoding. With tiktoken_file (a local ranks file in tiktoken's format, e.g.
+    gpt2.tiktoken, identical to r50k_base) nothing is downloaded; without it tiktoken fetches its files
+    (or uses its cache). Raises FileNotFoundError for a missing tiktoken_file."""
+    import tiktoken
+    if not tiktoken_file:
+        return tiktoken.get_encoding("gpt2")
+    if not os.path.isfile(tiktoken_file):
+        raise FileNotFoundError(f"GPT-2 ranks file {tiktoken_file} not found: pass the path of a gpt2.tiktoken "
+                                f"(r50k_base) file, or leave it empty to let tiktoken download its own")
+    from tiktoken.load import load_tiktoken_bpe
+    from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
+    return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=load_tiktoken_bpe(tiktoken_file),
+                             special_tokens={ENDOFTEXT: 50256}, explicit_n_vocab=50257)
+
+
+def load_codec(meta_path=None, tiktoken_file=None):
+    """(encode, decode) for a dataset: its character vocabulary when meta_path exists, else GPT-2 BPE.
+
+    encode: str -> list[int]; decode: list[int] -> str. Raises ValueError naming a character that is not
+    in a char-level vocabulary."""
+    if meta_path and os.path.exists(meta_path):
+        print(f"Loading meta from {meta_path}...")
+        with open(meta_path, 'rb') as f:
+            meta = pickle.load(f)
+        stoi, itos = meta['stoi'], meta['itos']
+
+        def encode(s):
+            missing = sorted(set(c for c in s if c not in stoi))
+            if missing:
+                raise ValueError(f"characters {missing} are not in the vocabulary of {meta_path}; "
+                                 f"use only these: {''.join(sorted(stoi))!r}")
+            return [stoi[c] for c in s]
+        return encode, lambda ids: ''.join(itos[i] for i in ids)
+    print("No meta.pkl found, assuming GPT-2 encodings...")
+    enc = gpt2_encoding(tiktoken_file)
+    return (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode
+
+
+def read_text(input_path, url, cache_path):
+    """The text of input_path when given; else of cache_path, downloading url there first if it is missing.
+
+    Raises FileNotFoundError for a missing input_path, and RuntimeError (saying to pass --input) when the
+    download fails, e.g. on a machine with no network."""
+    if input_path:
+        if not os.path.isfile(input_path):
+            raise FileNotFoundError(f"input file {input_path} not found")
+        path = input_path
+    else:
+        if not os.path.exists(cache_path):
+            download(url, cache_path)
+        path = cache_path
+    with open(path, 'r', encoding='utf-8') as f:
+        return f.read()
+
+
+def download(url, path):
+    """Stream url to path with a tqdm progress bar; written to a temp file and renamed when complete."""
+    import requests
+    from tqdm import tqdm
+    tmp = path + '.part'
+    try:
+        with requests.get(url, stream=True, timeout=30) as r:
+            r.raise_for_status()
+            total = int(r.headers.get('content-length', 0)) or None
+            with open(tmp, 'wb') as f, tqdm(total=total, unit='B', unit_scale=True, desc=os.path.basename(path)) as bar:
+                for chunk in r.iter_content(chunk_size=1 << 16):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(tmp, path)
+    except Exception as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise RuntimeError(f"could not download {url} ({e}); with no network, pass a local copy with --input") from e
