@@ -231,8 +231,8 @@ class GPT(nn.Module):
 
     def crop_block_size(self, block_size):
         """Model surgery to a smaller block size, e.g. to run a pretrained GPT-2 (1024) with block_size 256."""
-        assert block_size <= self.config.block_size, \
-            f"can only crop to a smaller block_size, got {block_size} > {self.config.block_size}"
+        if block_size > self.config.block_size:
+            raise ValueError(f"can only crop to a smaller block_size, got {block_size} > {self.config.block_size}")
         self.config.block_size = block_size
         self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 

@@ -1,0 +1,177 @@
+"""
+A much shorter version of train.py for benchmarking, as nanoGPT's bench.py: training ms/iter, tokens/s and
+MFU, optionally under the torch profiler; plus generation speed with and without the KV cache.
+With dag_depth > 0 the plain GPT of the same size is measured too, and the ratio printed.
+
+$ python bench.py                                   # the CPU shakespeare_char model (4 layers, 128 dims)
+$ python bench.py --dag_depth=4                     # GPT+DAG against GPT
+$ python bench.py --n_layer=12 --n_head=12 --n_embd=768 --block_size=1024 --compile=True   # GPT-2 on a GPU
+"""
+import os
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from checkpoint import build_model
+from configurator import configure
+
+# -----------------------------------------------------------------------------
+batch_size = 12
+block_size = 64
+bias = False
+n_layer = 4
+n_head = 4
+n_embd = 128
+dropout = 0.0
+dag_depth = 0  # > 0: benchmark GPT+DAG and, for the ratio, the plain GPT of the same size
+real_data = True  # data/<dataset>/train.bin when it exists, else random tokens
+dataset = 'shakespeare_char'
+vocab_size = 0  # 0: the dataset's meta.pkl, else GPT-2's 50304
+seed = 1337
+device = 'cuda' if torch.cuda.is_available() else 'cpu'  # examples: 'cpu', 'cuda', 'cuda:0', 'cuda:1', etc.
+dtype = ('bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else
+         'float16' if torch.cuda.is_available() else 'float32')
+compile = torch.cuda.is_available()  # use PyTorch 2.0 to compile the model to be faster
+profile = False  # use pytorch profiler, or just simple benchmarking?
+train_iters = 20  # timed training iterations (after 10 of burn-in)
+gen_new_tokens = 500  # new tokens per generation benchmark (0 skips it)
+peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU
+# -----------------------------------------------------------------------------
+configure(globals())
+
+torch.manual_seed(seed)
+torch.cuda.manual_seed(seed)
+torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
+torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
+device_type = 'cuda' if 'cuda' in device else 'cpu'  # for later use in torch.autocast
+ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
+
+# data loading init
+data_path = os.path.join('data', dataset, 'train.bin')
+use_real = real_data and os.path.exists(data_path)
+if not vocab_size:
+    meta_path = os.path.join('data', dataset, 'meta.pkl')
+    if os.path.exists(meta_path):
+        import pickle
+        with open(meta_path, 'rb') as f:
+            vocab_size = pickle.load(f)['vocab_size']
+    else:
+        vocab_size = 50304
+if use_real:
+    train_data = np.memmap(data_path, dtype=np.uint16, mode='r')
+
+    def get_batch(split):
+        ix = torch.randint(len(train_data) - block_size, (batch_size,))
+        x = torch.stack([torch.from_numpy((train_data[i:i + block_size]).astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy((train_data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])
+        return x.to(device), y.to(device)
+else:
+    # alternatively, if fixed data is desired to not care about data loading
+    x = torch.randint(vocab_size, (batch_size, block_size), device=device)
+    y = torch.randint(vocab_size, (batch_size, block_size), device=device)
+
+    def get_batch(split):
+        return x, y
+print(f"data: {'real ' + data_path if use_real else 'random tokens'}, vocab_size {vocab_size}")
+
+
+def make_model(depth, context):
+    torch.manual_seed(seed)
+    args = dict(block_size=context, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout,
+                bias=bias, vocab_size=vocab_size, dag_depth=depth)
+    return build_model(args).to(device)
+
+
+def bench_train(depth):
+    """Time train_iters training steps after 10 of burn-in; return (ms/iter, tokens/s, mfu or None)."""
+    model = make_model(depth, block_size)
+    optimizer = model.configure_optimizers(weight_decay=1e-2, learning_rate=1e-4, betas=(0.9, 0.95),
+                                           device_type=device_type)
+    raw_model = model
+    if compile:
+        print("Compiling model...")
+        model = torch.compile(model)  # pytorch 2.0
+
+    def step():
+        X, Y = get_batch('train')
+        with ctx:
+            logits, loss = model(X, Y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    if profile:
+        # useful docs on pytorch profiler:
+        # - tutorial https://pytorch.org/tutorials/intermediate/tensorboard_profiler_tutorial.html
+        # - api https://pytorch.org/docs/stable/profiler.html#torch.profiler.profile
+        wait, warmup, active = 5, 5, 5
+        num_steps = wait + warmup + active
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device_type == 'cuda':
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(
+            activities=activities,
+            schedule=torch.profiler.schedule(wait=wait, warmup=warmup, active=active, repeat=1),
+            on_trace_ready=torch.profiler.tensorboard_trace_handler('./bench_log'),
+            record_shapes=False,
+            profile_memory=False,
+            with_stack=False,  # incurs an additional overhead, disable if not needed
+            with_flops=True,
+            with_modules=False,  # only for torchscript models atm
+        ) as prof:
+            for k in range(num_steps):
+                lossf = step().item()
+                prof.step()  # notify the profiler at end of each step
+                print(f"{k}/{num_steps} loss: {lossf:.4f}")
+        print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=15))
+        print("profiler trace written to ./bench_log")
+    # simple benchmarking
+    for stage, num_steps in enumerate([10, train_iters]):  # burnin, then benchmark
+        if device_type == 'cuda':
+            torch.cuda.synchronize()
+        t0 = time.time()
+        for k in range(num_steps):
+            lossf = step().item()
+        if device_type == 'cuda':
+            torch.cuda.synchronize()
+        dt = time.time() - t0
+    ms = dt / num_steps * 1000
+    mfu = raw_model.estimate_mfu(batch_size, dt / num_steps, peak_flops or None)
+    return ms, batch_size * block_size / (dt / num_steps), mfu
+
+
+@torch.no_grad()
+def bench_generate(depth, use_cache):
+    """Greedy generation of gen_new_tokens after a 1-token prompt, batch 1; return tokens/s. The model's
+    context is made long enough to hold them all, since the KV cache only pays within block_size."""
+    model = make_model(depth, max(block_size, gen_new_tokens + 1)).eval()
+    idx = torch.zeros((1, 1), dtype=torch.long, device=device)
+    with ctx:
+        model.generate(idx, 10, temperature=0, use_cache=use_cache)  # warm-up
+        if device_type == 'cuda':
+            torch.cuda.synchronize()
+        t0 = time.time()
+        model.generate(idx, gen_new_tokens, temperature=0, use_cache=use_cache)
+        if device_type == 'cuda':
+            torch.cuda.synchronize()
+    return gen_new_tokens / (time.time() - t0)
+
+
+results = {}
+for depth in ([0, dag_depth] if dag_depth > 0 else [0]):
+    name = f"GPT+DAG (dag_depth={depth})" if depth else "GPT"
+    ms, tps, mfu = bench_train(depth)
+    mfu_str = f", MFU {mfu * 100:.2f}%" if mfu is not None else ", MFU n/a (peak FLOP/s unknown: set peak_flops)"
+    print(f"{name} train: {ms:.2f} ms/iter, {tps:,.0f} tokens/s{mfu_str}")
+    results[depth] = ms
+    if gen_new_tokens > 0:
+        cached = bench_generate(depth, use_cache=True)
+        uncached = bench_generate(depth, use_cache=False)
+        print(f"{name} generate {gen_new_tokens} tokens: {cached:,.1f} tokens/s with KV cache, "
+              f"{uncached:,.1f} tokens/s without ({cached / uncached:.2f}x)")
+if dag_depth > 0:
+    print(f"GPT+DAG / GPT train step time: {results[dag_depth] / results[0]:.2f}x")

@@ -1,0 +1,41 @@
+"""Shared test set-up: the repo root on sys.path, the team's shared data, and a subprocess runner."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED_DATA = os.environ.get('SHARED_DATA', os.path.join(ROOT, '..', 'shared', 'data'))
+
+
+def shared_file(*parts):
+    """Path of a file in ../shared/data; CI must have it (fail), elsewhere the test is skipped with the reason."""
+    path = os.path.join(SHARED_DATA, *parts)
+    if not os.path.isfile(path):
+        message = f"{path} missing: tests read the team's shared data from ../shared/data (or $SHARED_DATA)"
+        if os.environ.get('CI'):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def run_script(script, *args, cwd, check=True, timeout=300):
+    """Run ROOT/script with args in cwd under this Python; return the CompletedProcess (text output)."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1', WANDB_MODE='disabled', OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope='session')
+def char_data(tmp_path_factory):
+    """A working directory whose data/shakespeare_char holds Tiny Shakespeare prepared at character level."""
+    work = tmp_path_factory.mktemp('work')
+    run_script('data/shakespeare_char/prepare.py', '--input', shared_file('tinyshakespeare', 'input.txt'),
+               '--out_dir', work / 'data' / 'shakespeare_char', cwd=work)
+    return work

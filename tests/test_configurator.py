@@ -1,0 +1,60 @@
+import pytest
+
+from configurator import configure
+
+
+def settings():
+    return {'batch_size': 12, 'learning_rate': 6e-4, 'compile': True, 'device': 'cuda', 'betas': (0.9, 0.95),
+            'peak': None, 'helper': print}
+
+
+def test_overrides_parse_literals_and_strings():
+    g = settings()
+    configure(g, ['--batch_size=4', '--learning_rate=1', '--compile=False', '--device=cpu',
+                  "--betas=[0.8, 0.9]", '--peak=3e12'])
+    assert g['batch_size'] == 4
+    assert g['learning_rate'] == 1.0 and isinstance(g['learning_rate'], float)
+    assert g['compile'] is False and g['device'] == 'cpu'
+    assert g['betas'] == (0.8, 0.9) and g['peak'] == 3e12
+
+
+def test_config_file_then_override_in_order(tmp_path):
+    cfg = tmp_path / 'c.py'
+    cfg.write_text("import math\nbatch_size = 64\n_scratch = 3\nlearning_rate = math.sqrt(4) * 1e-3\n")
+    g = settings()
+    configure(g, [str(cfg), '--batch_size=8'])
+    assert g['batch_size'] == 8 and g['learning_rate'] == pytest.approx(2e-3)
+
+
+def test_unknown_key_names_key_and_close_match(capsys):
+    with pytest.raises(SystemExit) as e:
+        configure(settings(), ['--batch_sise=4'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "'batch_sise'" in err and 'Did you mean batch_size' in err and 'learning_rate' in err
+
+
+def test_unknown_key_in_config_file(tmp_path, capsys):
+    cfg = tmp_path / 'c.py'
+    cfg.write_text("learning_rat = 1e-3\n")
+    with pytest.raises(SystemExit):
+        configure(settings(), [str(cfg)])
+    assert "'learning_rat'" in capsys.readouterr().err
+
+
+def test_type_mismatch(capsys):
+    with pytest.raises(SystemExit) as e:
+        configure(settings(), ['--batch_size=abc'])
+    assert e.value.code == 2
+    assert '--batch_size expects a int' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        configure(settings(), ['--compile=1'])
+
+
+def test_missing_file_and_malformed_argument(capsys):
+    with pytest.raises(SystemExit):
+        configure(settings(), ['config/does_not_exist.py'])
+    assert 'not found' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        configure(settings(), ['--batch_size'])
+    assert '--key=value' in capsys.readouterr().err

@@ -1,0 +1,65 @@
+"""train.py end to end in subprocesses on Tiny Shakespeare (characters), with a tiny model."""
+import hashlib
+import re
+
+from conftest import run_script
+
+TINY = ['--device=cpu', '--compile=False', '--dataset=shakespeare_char', '--n_layer=2', '--n_head=2', '--n_embd=32',
+        '--block_size=32', '--batch_size=8', '--gradient_accumulation_steps=1', '--eval_iters=4',
+        '--learning_rate=3e-3', '--warmup_iters=5', '--lr_decay_iters=60', '--min_lr=3e-4', '--log_interval=1',
+        '--dropout=0.0']
+
+
+def losses(stdout):
+    """{iter: train loss} from the lines 'iter N: loss X, ...'."""
+    return {int(m[1]): float(m[2]) for m in re.finditer(r'^iter (\d+): loss ([\d.]+)', stdout, re.M)}
+
+
+def eval_losses(stdout):
+    return [float(m[1]) for m in re.finditer(r'^step \d+: train loss [\d.]+, val loss ([\d.]+)', stdout, re.M)]
+
+
+def test_loss_goes_down_and_checkpoint_written(char_data):
+    proc = run_script('train.py', *TINY, '--max_iters=60', '--eval_interval=30', '--out_dir=out-down', cwd=char_data)
+    val = eval_losses(proc.stdout)
+    assert len(val) == 3 and val[-1] < val[0] - 0.8, val
+    assert (char_data / 'out-down' / 'ckpt.pt').is_file()
+
+
+def test_resume_continues_exactly(char_data):
+    common = [*TINY, '--eval_interval=10', '--always_save_checkpoint=True']
+    straight = run_script('train.py', *common, '--max_iters=20', '--out_dir=out-straight', cwd=char_data)
+    run_script('train.py', *common, '--max_iters=10', '--out_dir=out-resume', cwd=char_data)
+    resumed = run_script('train.py', *common, '--max_iters=20', '--out_dir=out-resume', '--init_from=resume',
+                         cwd=char_data)
+    a, b = losses(straight.stdout), losses(resumed.stdout)
+    assert min(b) == 10, "a resumed run starts at the checkpoint's iteration"
+    # same weights, optimizer state and data stream: the resumed run repeats the uninterrupted one exactly
+    assert {i: a[i] for i in b} == b
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(char_data):
+    common = [*TINY, '--eval_interval=5', '--always_save_checkpoint=False', '--out_dir=out-nan']
+    run_script('train.py', *common, '--max_iters=5', cwd=char_data)
+    ckpt = char_data / 'out-nan' / 'ckpt.pt'
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    # 1e400 parses as inf: the first update makes every weight non-finite
+    proc = run_script('train.py', *common, '--max_iters=30', '--init_from=resume', '--learning_rate=1e400',
+                      cwd=char_data, check=False)
+    assert proc.returncode != 0
+    assert 'non-finite train loss' in proc.stderr
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+
+
+def test_bad_settings_fail_with_clear_messages(char_data):
+    proc = run_script('train.py', '--n_layers=2', cwd=char_data, check=False)
+    assert proc.returncode == 2 and "Did you mean n_layer" in proc.stderr
+    proc = run_script('train.py', *TINY, '--dataset=nowhere', cwd=char_data, check=False)
+    assert proc.returncode != 0 and 'prepare the data first' in proc.stderr
+    proc = run_script('train.py', *TINY, '--init_from=resume', '--out_dir=out-empty', cwd=char_data, check=False)
+    assert proc.returncode != 0 and 'train one first' in proc.stderr
+
+
+def test_eval_only_and_wandb_offline(char_data, tmp_path):
+    proc = run_script('train.py', *TINY, '--eval_only=True', '--out_dir=out-eval', cwd=char_data)
+    assert len(eval_losses(proc.stdout)) == 1 and not losses(proc.stdout)
