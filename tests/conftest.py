@@ -7,7 +7,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED_DATA = os.environ.get('SHARED_DATA', os.path.join(ROOT, '..', 'shared', 'data'))
+SHARED_DATA = os.path.abspath(os.environ.get('SHARED_DATA', os.path.join(ROOT, '..', 'shared', 'data')))
 
 
 def shared_file(*parts):
