@@ -1,0 +1,186 @@
+"""
+Exact-match accuracy of a trained model (GPT or GPT+DAG checkpoint in out_dir) on the numeric corpus's held-out
+problems (data/<dataset>/problems.jsonl, written by data/numeric/prepare.py).
+
+Each prompt is encoded with the dataset's character vocabulary and answered by greedy decoding with the shared
+`model.greedy_decode` (the one loop every model in the project is scored with); the text generated up to the first
+"\n" must equal the problem's "answer" exactly. Problems are batched by prompt length, so a batch is a (B, T) tensor
+with no padding, and each batch decodes (longest answer + 2) tokens. A prompt longer than block_size minus that
+room is cropped to the last block_size tokens by greedy_decode itself, so such a model sees a cut prompt.
+
+Prints a table of accuracy overall, by split (test / extrap), by op and by number of digits, then, as the last
+line, one JSON object with the same numbers (see `score`) plus checkpoint, iter_num, n_params and dag_depth.
+
+$ python eval_numeric.py --out_dir=out-numeric
+$ python eval_numeric.py --out_dir=out-numeric --split=extrap --max_problems=100 --show_errors=10
+
+As a library: load_problems, answer_problems, score, format_table.
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+
+from model import greedy_decode
+
+_PROBLEM_KEYS = ('prompt', 'answer', 'split', 'op', 'digits')  # what each line of problems.jsonl must have
+
+
+def load_problems(path, split='', max_problems=0):
+    """The problems of a problems.jsonl file as dicts (prompt, answer, split, op, digits, ...), in file order.
+
+    split '' keeps every split, else only that one ('test' or 'extrap'); max_problems > 0 keeps the first
+    max_problems of each split. Raises FileNotFoundError (naming the prepare command) for a missing file, and
+    ValueError for a line without prompt, answer, split, op and digits, an empty prompt, or an empty selection."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no problems file at {path}: generate it with python data/numeric/prepare.py "
+                                f"(or pass --problems=PATH to a problems.jsonl)")
+    problems, kept = [], {}
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            p = json.loads(line)
+            missing = [k for k in _PROBLEM_KEYS if k not in p]
+            if missing or not p['prompt']:
+                raise ValueError(f"{path} line {line_no}: a problem needs {list(_PROBLEM_KEYS)} and a non-empty "
+                                 f"prompt, missing {missing or ['prompt text']}; regenerate it with "
+                                 f"python data/numeric/prepare.py")
+            if split and p['split'] != split:
+                continue
+            if max_problems and kept.get(p['split'], 0) >= max_problems:
+                continue
+            kept[p['split']] = kept.get(p['split'], 0) + 1
+            problems.append(p)
+    if not problems:
+        raise ValueError(f"no problems{f' with split {split!r}' if split else ''} in {path}; "
+                         f"the file has splits such as 'test' and 'extrap'")
+    return problems
+
+
+@torch.no_grad()
+def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu'):
+    """The model's answer (str) to each problem, in the order of problems, by greedy decoding.
+
+    model: any nn.Module whose forward(idx (B, T)) returns (logits (B, T or 1, vocab_size), _), already on device;
+    it runs in eval mode and its training flag is restored after. encode: str -> list[int], decode: list[int] -> str.
+    Each prompt is preceded by "\n", as every problem is in the training text. Prompts of equal token length are
+    decoded together, batch_size at a time, for (longest answer in the batch + 2)
+    tokens; an answer is the generated text up to its first "\n". A row that never emits "\n" returns all its
+    generated text, which is longer than the expected answer and so never an exact match."""
+    prompts = [encode('\n' + p['prompt']) for p in problems]  # in the corpus every problem follows a newline
+    by_length = {}
+    for i, ids in enumerate(prompts):
+        by_length.setdefault(len(ids), []).append(i)
+    answers = [None] * len(problems)
+    was_training = model.training
+    model.eval()
+    try:
+        for length in sorted(by_length):
+            rows = by_length[length]
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start:start + batch_size]
+                idx = torch.tensor([prompts[i] for i in batch], dtype=torch.long, device=device)  # (B, T)
+                max_new_tokens = max(len(encode(problems[i]['answer'])) for i in batch) + 2
+                generated = greedy_decode(model, idx, max_new_tokens)[:, length:].tolist()
+                for i, ids in zip(batch, generated):
+                    answers[i] = decode(ids).split('\n', 1)[0]
+    finally:
+        model.train(was_training)
+    return answers
+
+
+def _tally(correct):
+    n = len(correct)
+    return {'acc': sum(correct) / n if n else 0.0, 'n': n, 'correct': sum(correct)}
+
+
+def score(problems, answers):
+    """Exact-match accuracy of answers (list[str]) to problems (dicts with answer, split, op, digits).
+
+    Returns {'overall': T, 'by_split': {split: T}, 'by_op': {op: T}, 'by_digits': {str(digits): T}} where each T
+    is {'acc': float in [0, 1], 'n': int, 'correct': int}; splits and ops in order of first appearance, digits in
+    increasing order (as strings, so the dict survives a JSON round trip unchanged). Raises ValueError when the
+    two lists differ in length."""
+    if len(problems) != len(answers):
+        raise ValueError(f"score: {len(problems)} problems but {len(answers)} answers")
+    hits = [a == p['answer'] for p, a in zip(problems, answers)]
+    result = {'overall': _tally(hits)}
+    for name, key in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits')):
+        groups = {}
+        for p, hit in zip(problems, hits):
+            groups.setdefault(p[key], []).append(hit)
+        order = sorted(groups) if key == 'digits' else groups
+        result[name] = {str(k): _tally(groups[k]) for k in order}
+    return result
+
+
+def format_table(scores):
+    """The scores dict of `score` as a readable text table: accuracy and correct/total per group."""
+    lines = [f"{'':16s} {'acc':>7s}  correct/total"]
+
+    def row(label, t):
+        lines.append(f"{label:16s} {100 * t['acc']:6.2f}%  {t['correct']:>7d}/{t['n']}")
+    row('overall', scores['overall'])
+    for name, label in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits')):
+        lines.append(f"-- by {label}")
+        for k, t in scores[name].items():
+            row(f"  {k}", t)
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    from checkpoint import load_checkpoint, model_from_checkpoint
+    from configurator import configure
+    from tokenizer import load_codec
+
+    # -----------------------------------------------------------------------------
+    out_dir = 'out'  # evaluates out_dir/ckpt.pt
+    problems = ''  # problems.jsonl to score; '' = data/<dataset>/problems.jsonl, dataset from the checkpoint's config
+    split = ''  # '' = every split, or 'test' / 'extrap'
+    max_problems = 0  # 0 = all; else the first max_problems of each split (deterministic)
+    batch_size = 256  # problems decoded together (within one prompt length)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'  # 'cpu', 'cuda', 'cuda:0', ...
+    show_errors = 5  # print this many wrong answers (prompt, expected, got)
+    seed = 1337
+    # -----------------------------------------------------------------------------
+    configure(globals())
+    torch.manual_seed(seed)
+
+    ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+    try:
+        checkpoint = load_checkpoint(ckpt_path, map_location=device)
+    except FileNotFoundError as e:
+        sys.exit(str(e))
+    model = model_from_checkpoint(checkpoint)
+    model.to(device)
+    dataset = checkpoint.get('config', {}).get('dataset', '')
+    if not problems:
+        if not dataset:
+            sys.exit(f"{ckpt_path} does not name its dataset: pass --problems=PATH to a problems.jsonl")
+        problems = os.path.join('data', dataset, 'problems.jsonl')
+    # the vocabulary the model was trained with; a checkpoint with no dataset uses the one next to the problems
+    meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else os.path.join(os.path.dirname(problems),
+                                                                                      'meta.pkl')
+    try:
+        held_out = load_problems(problems, split, max_problems)
+    except FileNotFoundError as e:
+        sys.exit(str(e))
+    encode, decode = load_codec(meta_path)
+
+    t0 = time.time()
+    answers = answer_problems(model, encode, decode, held_out, batch_size, device)
+    dt = time.time() - t0
+    result = score(held_out, answers)
+    result.update(checkpoint=ckpt_path, iter_num=checkpoint.get('iter_num'), n_params=model.get_num_params(),
+                  dag_depth=checkpoint['model_args'].get('dag_depth', 0))
+
+    print(f"{ckpt_path}: iter {result['iter_num']}, {result['n_params']:,} params, dag_depth {result['dag_depth']}; "
+          f"{len(held_out)} problems from {problems} in {dt:.1f}s")
+    wrong = [(p, a) for p, a in zip(held_out, answers) if a != p['answer']]
+    for p, a in wrong[:show_errors]:
+        print(f"wrong ({p['split']}, {p['op']}): {p['prompt']!r} expected {p['answer']!r} got {a!r}")
+    print(format_table(result))
+    print(json.dumps(result))

@@ -1,0 +1,150 @@
+"""eval_numeric.py: scoring arithmetic, batched greedy answering with oracle models, and the script end to end."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import eval_numeric
+import model as model_module
+from conftest import run_script
+from eval_numeric import answer_problems, load_problems, score
+from tokenizer import load_codec
+
+# Three prompt lengths (4, 6 and 10 chars), answers of different lengths within a length, and no prompt a prefix
+# of another problem's text, so the oracle below can tell which problem a row is.
+PROBLEMS = [
+    {'prompt': '1+2=', 'answer': '3', 'split': 'test', 'op': 'add', 'digits': 1},
+    {'prompt': '10+20=', 'answer': '30', 'split': 'test', 'op': 'add', 'digits': 2},
+    {'prompt': '7*8=', 'answer': '56', 'split': 'test', 'op': 'multiply', 'digits': 1},
+    {'prompt': 'max(4, 9)=', 'answer': '9', 'split': 'test', 'op': 'max', 'digits': 1},
+    {'prompt': '9-30=', 'answer': '-21', 'split': 'test', 'op': 'subtract', 'digits': 2},
+    {'prompt': '12+30=', 'answer': '42', 'split': 'extrap', 'op': 'add', 'digits': 2},
+    {'prompt': '5*6=', 'answer': '30', 'split': 'extrap', 'op': 'multiply', 'digits': 1},
+]
+VOCAB = sorted(set(''.join(p['prompt'] + p['answer'] for p in PROBLEMS) + '\n'))
+
+
+def encode(s):
+    return [VOCAB.index(c) for c in s]
+
+
+def decode(ids):
+    return ''.join(VOCAB[i] for i in ids)
+
+
+class Oracle(nn.Module):
+    """A lookup "model": finds the problem whose prompt ("\n" first) starts each row and emits its answer char by char
+    (position = tokens generated so far), then `after` forever ("\n9999..." by default)."""
+
+    def __init__(self, problems, answer=lambda p: p['answer'], after='\n9'):
+        super().__init__()
+        self.table = [(encode('\n' + p['prompt']), encode(answer(p) + after)) for p in problems]
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        logits = torch.zeros(B, T, len(VOCAB))
+        for b, row in enumerate(idx.tolist()):
+            prompt, text = next((p, t) for p, t in self.table if row[:len(p)] == p)
+            logits[b, -1, text[min(T - len(prompt), len(text) - 1)]] = 1.0
+        return logits, None
+
+
+def test_score_counts():
+    answers = ['3', '31', '56', '9', '-21', '42', '']  # wrong: 10+20 and 5*6
+    s = score(PROBLEMS, answers)
+    assert s['overall'] == {'acc': 5 / 7, 'n': 7, 'correct': 5}
+    assert s['by_split'] == {'test': {'acc': 0.8, 'n': 5, 'correct': 4}, 'extrap': {'acc': 0.5, 'n': 2, 'correct': 1}}
+    assert s['by_op'] == {'add': {'acc': 2 / 3, 'n': 3, 'correct': 2}, 'multiply': {'acc': 0.5, 'n': 2, 'correct': 1},
+                          'max': {'acc': 1.0, 'n': 1, 'correct': 1}, 'subtract': {'acc': 1.0, 'n': 1, 'correct': 1}}
+    assert s['by_digits'] == {'1': {'acc': 0.75, 'n': 4, 'correct': 3}, '2': {'acc': 2 / 3, 'n': 3, 'correct': 2}}
+    assert json.loads(json.dumps(s)) == s
+    assert score(PROBLEMS, [' 3'] + answers[1:])['overall']['correct'] == 4  # exact match: no stripping
+    with pytest.raises(ValueError, match='7 problems but 6 answers'):
+        score(PROBLEMS, answers[:-1])
+
+
+def test_answer_problems_uses_shared_greedy_decode(monkeypatch):
+    assert eval_numeric.greedy_decode is model_module.greedy_decode
+    calls = []
+
+    def spy(model, idx, max_new_tokens):
+        calls.append((tuple(idx.shape), max_new_tokens))
+        return model_module.greedy_decode(model, idx, max_new_tokens)
+    monkeypatch.setattr(eval_numeric, 'greedy_decode', spy)
+
+    oracle = Oracle(PROBLEMS)
+    oracle.train()
+    answers = answer_problems(oracle, encode, decode, PROBLEMS, batch_size=2)
+    assert answers == [p['answer'] for p in PROBLEMS]  # cut at "\n", back in the problems' order
+    assert score(PROBLEMS, answers)['overall']['acc'] == 1.0
+    assert oracle.training, "the caller's training flag is restored"
+    # by prompt length, "\n" included (5: 1+2, 7*8, 5*6; 6: 9-30; 7: 10+20, 12+30; 11: max), batch_size rows at
+    # a time, each for the longest answer in the batch + 2 tokens
+    assert calls == [((2, 5), 4), ((1, 5), 4), ((1, 6), 5), ((2, 7), 4), ((1, 11), 3)]
+
+
+@pytest.mark.parametrize('answer, after', [(lambda p: '', '\n'),  # "\n" at once: empty answers
+                                           (lambda p: p['answer'], '9')],  # right digits but never a "\n"
+                         ids=['newline_at_once', 'no_newline'])
+def test_answer_problems_wrong_models_score_zero(answer, after):
+    answers = answer_problems(Oracle(PROBLEMS, answer, after), encode, decode, PROBLEMS, batch_size=4)
+    assert score(PROBLEMS, answers)['overall'] == {'acc': 0.0, 'n': 7, 'correct': 0}
+
+
+def test_load_problems(tmp_path):
+    path = tmp_path / 'problems.jsonl'
+    path.write_text(''.join(json.dumps(p) + '\n' for p in PROBLEMS))
+    assert load_problems(path) == PROBLEMS
+    assert [p['prompt'] for p in load_problems(path, split='extrap')] == ['12+30=', '5*6=']
+    assert [p['prompt'] for p in load_problems(path, max_problems=2)] == ['1+2=', '10+20=', '12+30=', '5*6=']
+    with pytest.raises(ValueError, match="no problems with split 'val'"):
+        load_problems(path, split='val')
+    with pytest.raises(FileNotFoundError, match='python data/numeric/prepare.py'):
+        load_problems(tmp_path / 'missing.jsonl')
+    path.write_text(json.dumps({'prompt': '1+1=', 'answer': '2'}) + '\n')
+    with pytest.raises(ValueError, match=r"line 1: .*missing \['split', 'op', 'digits'\]"):
+        load_problems(path)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A working directory with a tiny numeric corpus (40 test + 20 extrap problems) and a 20-iteration GPT in out/."""
+    work = tmp_path_factory.mktemp('eval_numeric')
+    run_script('data/numeric/prepare.py', '--out_dir', work / 'data' / 'numeric', '--n_train=2000', '--n_val=200',
+               '--n_test=40', '--n_extrap=20', cwd=work)
+    run_script('train.py', '--dataset=numeric', '--device=cpu', '--compile=False', '--n_layer=1', '--n_head=2',
+               '--n_embd=32', '--block_size=64', '--batch_size=8', '--max_iters=20', '--eval_interval=20',
+               '--eval_iters=2', '--gradient_accumulation_steps=1', '--out_dir=out', cwd=work)
+    return work
+
+
+def test_script_end_to_end(trained):
+    proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', cwd=trained)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) == {'overall', 'by_split', 'by_op', 'by_digits', 'checkpoint', 'iter_num', 'n_params',
+                           'dag_depth'}
+    assert result['overall']['n'] == 60 and 0 <= result['overall']['acc'] <= 1
+    assert {k: t['n'] for k, t in result['by_split'].items()} == {'test': 40, 'extrap': 20}
+    assert set(result['by_op']) == {'add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min',
+                                    'identity', 'multi'}
+    for group in ('by_split', 'by_op', 'by_digits'):
+        assert sum(t['n'] for t in result[group].values()) == 60
+        assert sum(t['correct'] for t in result[group].values()) == result['overall']['correct']
+    assert result['iter_num'] == 20 and result['dag_depth'] == 0 and result['n_params'] > 0
+    assert '-- by op' in proc.stdout
+
+    proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', '--split=extrap', '--max_problems=5',
+                      cwd=trained)
+    by_split = json.loads(proc.stdout.strip().splitlines()[-1])['by_split']
+    assert list(by_split) == ['extrap'] and by_split['extrap']['n'] == 5
+
+
+def test_script_errors(trained):
+    proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', '--problems=nowhere.jsonl', cwd=trained,
+                      check=False)
+    assert proc.returncode != 0 and 'python data/numeric/prepare.py' in proc.stderr
+    encode_chars, decode_chars = load_codec(str(trained / 'data' / 'numeric' / 'meta.pkl'))
+    bad = [dict(PROBLEMS[0], prompt='1+2=@')]
+    with pytest.raises(ValueError, match=r"\['@'\] are not in the vocabulary"):
+        answer_problems(Oracle(PROBLEMS), encode_chars, decode_chars, bad)
