@@ -370,6 +370,27 @@ def _stream(rng, split, n, max_digits, exclude):
     return "".join(pieces), positions, values
 
 
+# The role each character plays in a number, in the order of dag_model.CLASSES (the DAG's value extractor):
+# written as {split}_roles.bin next to the value labels, for the auxiliary loss that teaches the extractor
+ROLES = ("other",) + tuple("0123456789") + ("sep", "point", "k", "minus")
+_ROLE_OF = {**{d: ROLES.index(d) for d in "0123456789"}, ",": ROLES.index("sep"), ".": ROLES.index("point"),
+            "k": ROLES.index("k")}
+
+
+def number_roles(text, positions, values):
+    """np.uint8 (len(text),): the ROLES index of every char; a number is the run of digits, ',', '.' and 'k'
+    that ends at a labelled position, plus a leading '-' when its value is negative; all else is "other"."""
+    roles = np.zeros(len(text), dtype=np.uint8)
+    for end, value in zip(positions, values):
+        i = end
+        while i >= 0 and text[i] in _ROLE_OF:
+            roles[i] = _ROLE_OF[text[i]]
+            i -= 1
+        if value < 0 and i >= 0 and text[i] == "-":
+            roles[i] = ROLES.index("minus")
+    return roles
+
+
 def encode(text):
     """Char ids of text over ALPHABET: np.uint16 (len(text),). Raises ValueError for a char outside ALPHABET."""
     unknown = set(text) - set(ALPHABET)
@@ -403,13 +424,18 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
         paths[split] = os.path.join(out_dir, f"{split}.bin")
         encode(text).tofile(paths[split])
         values_path = os.path.join(out_dir, f"{split}_values.bin")
+        roles_path = os.path.join(out_dir, f"{split}_roles.bin")
         if values:
             aux = np.full(len(text), np.nan, dtype=np.float64)
             aux[positions] = labels
             aux.tofile(values_path)
+            number_roles(text, positions, labels).tofile(roles_path)
             paths[f"{split}_values"] = values_path
-        elif os.path.exists(values_path):  # a stale file from an earlier run would no longer be aligned
-            os.remove(values_path)
+            paths[f"{split}_roles"] = roles_path
+        else:  # a stale file from an earlier run would no longer be aligned
+            for path in (values_path, roles_path):
+                if os.path.exists(path):
+                    os.remove(path)
         summary[split] = {"problems": n, "chars": len(text)}
 
     with open(paths["meta"], "wb") as f:
@@ -436,7 +462,7 @@ if __name__ == "__main__":
     parser.add_argument("--n_extrap", type=int, default=1000)
     parser.add_argument("--max_digits", type=int, default=4, help="integer digits of train/val/test operands")
     parser.add_argument("--values", action=argparse.BooleanOptionalAction, default=True,
-                        help="write train_values.bin / val_values.bin (aux value targets)")
+                        help="write {train,val}_values.bin and _roles.bin (aux targets for the DAG's extractor)")
     args = parser.parse_args()
     s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.max_digits,
                 args.values)
