@@ -7,6 +7,7 @@ states, so the data batches continue where they left off) and `wandb_run_id`. `m
 (0 for a plain GPT), so `build_model` rebuilds the right class. This module knows nothing about training loops.
 """
 
+import dataclasses
 import os
 
 import torch
@@ -54,7 +55,8 @@ def build_model(model_args):
         from dag_model import DAGGPT, DAGGPTConfig
         return DAGGPT(DAGGPTConfig(**model_args))
     from model import GPT, GPTConfig
-    return GPT(GPTConfig(**{k: v for k, v in model_args.items() if k != 'dag_depth'}))
+    gpt_fields = {f.name for f in dataclasses.fields(GPTConfig)}  # a plain GPT ignores the DAG's settings
+    return GPT(GPTConfig(**{k: v for k, v in model_args.items() if k in gpt_fields}))
 
 
 def model_from_checkpoint(checkpoint):

@@ -61,6 +61,8 @@ n_embd = 768
 dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
 dag_depth = 0  # 0: plain GPT; > 0: GPT+DAG with this many DAG steps (dag_model.py)
+dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss that teaches the value extractor, used when the
+# dataset labels the role of each token in its numbers (data/<dataset>/train_roles.bin, from data/numeric); 0 = off
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
@@ -131,21 +133,22 @@ for split in ('train', 'val'):
                  f"e.g. python {os.path.join(data_dir, 'prepare.py')}")
 
 
-def get_batch(split):
+def get_batch(split, with_roles=False):
     # We recreate np.memmap every batch to avoid a memory leak, as per
     # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
     if len(data) <= block_size:
         sys.exit(f"{split}.bin has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}")
     ix = torch.randint(len(data) - block_size, (batch_size,))
-    x = torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix])
-    y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])
+    batch = [torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix]),
+             torch.stack([torch.from_numpy((data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])]
+    if with_roles:
+        roles = np.memmap(os.path.join(data_dir, f'{split}_roles.bin'), dtype=np.uint8, mode='r')
+        batch.append(torch.stack([torch.from_numpy((roles[i:i + block_size]).astype(np.int64)) for i in ix]))
     if device_type == 'cuda':
         # pin arrays x,y, which allows us to move them to GPU asynchronously (non_blocking=True)
-        x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    else:
-        x, y = x.to(device), y.to(device)
-    return x, y
+        return [t.pin_memory().to(device, non_blocking=True) for t in batch]
+    return [t.to(device) for t in batch]
 
 
 # init these up here, can override if init_from='resume' (i.e. from a checkpoint)
@@ -165,7 +168,7 @@ if os.path.exists(meta_path):
 
 # model init
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
-                  vocab_size=None, dropout=dropout, dag_depth=dag_depth)
+                  vocab_size=None, dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss)
 if init_from == 'scratch':
     print("Initializing a new model from scratch")
     if meta_vocab_size is None:
@@ -189,7 +192,8 @@ else:  # gpt2*, or a local directory saved by transformers
         from dag_model import DAGGPT as model_cls
     else:
         from model import GPT as model_cls
-    override_args = dict(dropout=dropout) if dag_depth == 0 else dict(dropout=dropout, dag_depth=dag_depth)
+    override_args = dict(dropout=dropout) if dag_depth == 0 else \
+        dict(dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss)
     model = model_cls.from_pretrained(init_from, override_args)
     # read off the created config params, so we can store them into checkpoint correctly
     model_args = {'dag_depth': 0, **vars(model.config)}
@@ -198,6 +202,10 @@ if block_size < model.config.block_size:
     model.crop_block_size(block_size)
     model_args['block_size'] = block_size  # so that the checkpoint will have the right value
 model.to(device)
+# GPT+DAG learns to read numbers faster from the role of each token in a number (a digit, a separator, ...),
+# aligned with the tokens; training batches carry them when the dataset has them
+use_roles = (model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0
+             and os.path.isfile(os.path.join(data_dir, 'train_roles.bin')))
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
@@ -236,7 +244,7 @@ def estimate_loss():
     for split in ['train', 'val']:
         losses = torch.zeros(eval_iters)
         for k in range(eval_iters):
-            X, Y = get_batch(split)
+            X, Y = get_batch(split)  # the language-model loss only, comparable across GPT and GPT+DAG
             with ctx:
                 logits, loss = model(X, Y)
             losses[k] = loss.item()
@@ -279,7 +287,7 @@ if wandb_log and master_process:
 
 # training loop
 batch_rng_state = torch.get_rng_state()
-X, Y = get_batch('train')  # fetch the very first batch
+X, Y, *R = get_batch('train', use_roles)  # fetch the very first batch (R: [roles] or [])
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
 running_mfu = -1.0
@@ -335,13 +343,13 @@ while True:
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         with ctx:
-            logits, loss = model(X, Y)
+            logits, loss = model(X, Y, *R)
             loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
         # immediately async prefetch next batch while model is doing the forward pass on the GPU.
         # The generator state just before it is what a checkpoint saves: a resume replays this draw
         # and then the same eval as here, so it sees exactly the batches an uninterrupted run would
         batch_rng_state = torch.get_rng_state()
-        X, Y = get_batch('train')
+        X, Y, *R = get_batch('train', use_roles)
         # backward pass, with gradient scaling if training in fp16
         scaler.scale(loss).backward()
     # clip the gradient

@@ -1,0 +1,383 @@
+"""
+GPT+DAG: a GPT whose hidden states drive a small differentiable DAG of arithmetic, run at every position.
+
+Read top to bottom in the order data flows (SPEC.md names the parts):
+
+  h (B, T, n_embd)      the plain GPT up to its final layer norm (model.GPT.hidden_states)
+  node-embed block      a transformer Block: h -> node embeddings e (B, T, n_embd)
+  value extractor       e -> one value per token (B, T), float64: a learned classifier says what each token is
+                        (a digit 0-9, a thousands separator, a decimal point, a 'k' suffix, a minus sign, or not
+                        part of a number) and an exact linear recurrence turns those choices into the number that
+                        ends at that token ("12,345" -> 12345 at '5', "2.5k" -> 2500 at 'k')
+  context blocks        two Blocks: e -> operand context and op context (B, T, n_embd)
+  DAG controller        dag_depth steps; at position t each step attends over the nodes of tokens <= t and the
+                        step's earlier scratch nodes, picks two operands and one of the nine ops, and appends
+                        a new node (a float64 value and an embedding)
+  readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
+                        projection), one self-attention across the nodes, mean-pool, a small Block: dag_sem
+  gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
+
+What this design gets right where its public ancestor did not (SPEC.md, "What a better DAG must get right"):
+- Per position and causal, vectorised over T: position t only sees nodes of tokens <= t and its own scratch nodes.
+- Choices are hard in the forward pass, so a program is real arithmetic (3 + 4 is 7, not a blend of nine ops),
+  and straight-through in the backward pass: the gradient of a choice is that of the expected bounded features
+  of the exact results of the candidates (all nine ops, and the top dag_topk operands of each side), taken where
+  the other choices are the hard ones. No
+  gradient ever flows through an op's value, so no op can produce a NaN gradient; the executor runs in float64
+  outside autocast with guarded denominators, logarithms of magnitudes floored at TINY and results clamped to
+  +-MAX_VALUE, so no value is NaN or inf whatever the input.
+- Bounded readout: a value enters the embeddings only as sign, squashed log-magnitude, Fourier features
+  cos/sin(2 pi v / 10^i) (its decimal digits, after xVal, Golkar et al. 2023, and FoNE, Zhou et al. 2025), and the
+  symbol its canonical decimal string has at the current number position (an Abacus-style index, McLeish et al.
+  2024: how many characters of the number being written precede this token), so that writing the answer digit
+  by digit is a lookup, also for numbers longer than any seen in training.
+- An optional auxiliary loss teaches the value extractor quickly where the numbers are known (dag_value_loss:
+  cross-entropy on the role of each character in a number, which the numeric corpus writes next to its value
+  labels; the role sequence fixes every value exactly). It is off for plain text.
+- Every parameter gets a gradient from the language-model loss alone, so DDP needs no find_unused_parameters.
+
+Tokenisation: the extractor reads one character per token (the numeric corpus and shakespeare_char). With GPT-2
+BPE it still runs, but a multi-digit token can only be read as one digit. Generation re-runs the context for
+every token (no KV cache): the DAG attends over all token nodes at every position.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from model import GPT, Block, GPTConfig, LayerNorm
+
+OPS = ('add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min', 'identity')
+MAX_VALUE = 1e15  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE] (float64 holds integers to 2^53 ~ 9e15)
+TINY = 1e-12  # floor of |x| under a logarithm and of a denominator's magnitude
+
+# What the value extractor can say a token is, and how each choice updates the number being read:
+# mantissa m_t = M_MUL * m_{t-1} + M_ADD; KEEP says the token continues the current number.
+CLASSES = ('other',) + tuple(str(d) for d in range(10)) + ('sep', 'point', 'k', 'minus')
+M_MUL = (0.,) + (10.,) * 10 + (1., 1., 1., 0.)
+M_ADD = (0.,) + tuple(float(d) for d in range(10)) + (0., 0., 0., 0.)
+KEEP = (0.,) + (1.,) * 10 + (1., 1., 1., 0.)
+
+FOURIER_PERIODS = tuple(10.0 ** i for i in range(-2, 15))  # 0.01 ... 1e14: the digits from hundredths up
+N_VALUE_FEATURES = 2 + 2 * len(FOURIER_PERIODS)
+SYMBOLS = tuple('0123456789') + ('-', '.', 'end')  # what a position of a canonical decimal string can hold
+MAX_FRAC_DIGITS = 6
+POW10 = [10 ** i for i in range(19)]
+
+
+@dataclass
+class DAGGPTConfig(GPTConfig):
+    dag_depth: int = 4  # DAG steps (new nodes) per position; 0 would be a plain GPT (use GPT)
+    dag_topk: int = 3  # operand candidates per side whose results the backward pass weighs
+    dag_window: int = 24  # longest number, in tokens, the value extractor reads
+    dag_value_loss: float = 1.0  # weight of the auxiliary extractor loss when forward() is given roles
+
+
+# -----------------------------------------------------------------------------
+# numerics: the nine ops, the features of a value, and its canonical decimal string
+
+def safe_denominator(x):
+    """x with magnitudes below TINY pushed to +-TINY, keeping the sign (0 becomes +TINY)."""
+    return torch.where(x.abs() < TINY, torch.where(x < 0, -TINY, TINY), x)
+
+
+def dag_ops(a, b):
+    """All nine ops on float64 operands a, b (broadcastable) -> (..., 9), in the order of OPS; never NaN or inf.
+
+    log(a, b) is the logarithm of |a| in base |b|; pow(a, b) is |a|^b, negative for a < 0 and an odd integer b.
+    add, subtract, multiply, max, min and identity are exact wherever float64 is (|result| < 2^53)."""
+    a = a.clamp(-MAX_VALUE, MAX_VALUE)
+    b = b.clamp(-MAX_VALUE, MAX_VALUE)
+    log_a = torch.log(a.abs().clamp(min=TINY))
+    log_b = torch.log(b.abs().clamp(min=TINY))
+    log_ratio = log_a / safe_denominator(log_b)
+    # pow in linear space where it cannot overflow (exact for integer powers), else saturated
+    fits = b * log_a < math.log(MAX_VALUE)
+    base = torch.where(b < 0, a.abs().clamp(min=TINY), a.abs())
+    magnitude = torch.where(fits, torch.pow(base, torch.where(fits, b, torch.zeros_like(b))), MAX_VALUE)
+    odd = (b == torch.round(b)) & (torch.remainder(torch.round(b), 2) == 1)
+    power = torch.where((a < 0) & odd, -magnitude, magnitude)
+    a, b = torch.broadcast_tensors(a, b)
+    out = torch.stack([a + b, a - b, a * b, a / safe_denominator(b), log_ratio.expand_as(a), power.expand_as(a),
+                       torch.maximum(a, b), torch.minimum(a, b), a], dim=-1)
+    return torch.nan_to_num(out, nan=0.0).clamp(-MAX_VALUE, MAX_VALUE)
+
+
+def value_features(v):
+    """Bounded features of float64 values v (...) -> float32 (..., N_VALUE_FEATURES): sign, log10(1+|v|)/15,
+    and cos, sin of 2 pi v / p for p in FOURIER_PERIODS (computed as (v mod p) / p, exact in float64)."""
+    v = v.clamp(-MAX_VALUE, MAX_VALUE)
+    periods = torch.tensor(FOURIER_PERIODS, dtype=torch.float64, device=v.device)
+    angle = (2 * math.pi * torch.remainder(v[..., None], periods) / periods).float()
+    return torch.cat([torch.sign(v).float()[..., None], (torch.log10(1 + v.abs()) / 15).float()[..., None],
+                      torch.cos(angle), torch.sin(angle)], dim=-1)
+
+
+def render_symbol(v, j):
+    """The symbol at index j of the canonical decimal string of v -> long (...) indexing SYMBOLS.
+
+    v float64 (...), j long (..., broadcastable). The canonical string is the numeric corpus's answer format:
+    an optional '-', the integer digits, and a '.' with the fractional digits, at most MAX_FRAC_DIGITS, no
+    trailing zeros, no '-0'. Index len(string) and beyond is 'end'. Below 1e9 the value is rounded to
+    MAX_FRAC_DIGITS decimals, above it to an integer (float64 holds no more)."""
+    a = v.abs().clamp(max=MAX_VALUE)
+    small = a < 1e9
+    scale = torch.where(small, 10.0 ** MAX_FRAC_DIGITS, 1.0)
+    n = torch.round(a * scale).long()  # all the digits, as one integer (< 2^53)
+    frac_room = torch.where(small, MAX_FRAC_DIGITS, 0)
+    pow10 = torch.tensor(POW10, device=v.device)
+    trailing = torch.zeros_like(n)
+    for z in range(1, MAX_FRAC_DIGITS + 1):  # trailing zeros of the fraction part
+        trailing = trailing + ((n % POW10[z] == 0) & (z <= frac_room)).long()
+    n_frac = frac_room - trailing
+    integer = n // pow10[frac_room]
+    fraction = (n % pow10[frac_room]) // pow10[trailing]
+    n_int = 1 + sum((integer >= POW10[k]).long() for k in range(1, 16))
+    neg = ((v < 0) & (n > 0)).long()
+    p = j - neg  # index after the sign
+    int_digit = (integer // pow10[(n_int - 1 - p).clamp(0, 18)]) % 10
+    q = p - n_int - 1  # index into the fractional digits
+    frac_digit = (fraction // pow10[(n_frac - 1 - q).clamp(0, 18)]) % 10
+    end = torch.full_like(int_digit, SYMBOLS.index('end'))
+    out = torch.where((q >= 0) & (q < n_frac), frac_digit, end)
+    out = torch.where((p == n_int) & (n_frac > 0), SYMBOLS.index('.'), out)
+    out = torch.where((p >= 0) & (p < n_int), int_digit, out)
+    return torch.where((neg == 1) & (j == 0), SYMBOLS.index('-'), out)
+
+
+def straight_through(logits):
+    """Hard one-hot of the argmax in the forward pass, softmax gradient in the backward pass. (..., K) -> (..., K)"""
+    soft = F.softmax(logits.float(), dim=-1)
+    hard = F.one_hot(soft.argmax(-1), soft.size(-1)).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+def linear_scan(a, b, window):
+    """x_t = a_t * x_{t-1} + b_t along dim 1 with x_{-1} = 0, summing only the last `window` terms.
+
+    a, b (B, T) -> x (B, T), same dtype; vectorised over T as a windowed sum of suffix products."""
+    W = min(window, a.size(1))
+    A = F.pad(a, (W - 1, 0)).unfold(1, W, 1)  # (B, T, W): a_{t-W+1} ... a_t
+    Bw = F.pad(b, (W - 1, 0)).unfold(1, W, 1)
+    # the weight of b_s in x_t is the product of a_r for s < r <= t: a reversed cumulative product, shifted
+    suffix = torch.cumprod(torch.flip(A, [-1]), dim=-1)
+    weights = torch.flip(torch.cat([torch.ones_like(suffix[..., :1]), suffix[..., :-1]], dim=-1), [-1])
+    return (Bw * weights).sum(-1)
+
+
+# -----------------------------------------------------------------------------
+# the DAG's modules, in the order data flows through them
+
+class ValueExtractor(nn.Module):
+    """Node embeddings e (B, T, n_embd) -> the value of the number ending at each token (B, T) float64, its
+    length so far in tokens (B, T) long (0 for a token outside numbers), the class choices (B, T, |CLASSES|)
+    (straight-through one-hots) and their logits. Values are clamped to +-MAX_VALUE; digits older than `window`
+    tokens are lost."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.classify = nn.Linear(config.n_embd, len(CLASSES))
+        self.window = config.dag_window
+
+    def forward(self, e):
+        logits = self.classify(e)
+        y = straight_through(logits).double()  # (B, T, |CLASSES|)
+        table = torch.tensor([M_MUL, M_ADD, KEEP], dtype=torch.float64, device=e.device)
+        m_mul, m_add, keep = (y @ table.T).unbind(-1)
+        c = {name: y[..., CLASSES.index(name)] for name in ('point', 'k', 'minus')}
+        digit = y[..., 1:11].sum(-1)
+        mantissa = linear_scan(m_mul, m_add, self.window)
+        negative = linear_scan(keep, c['minus'], self.window).clamp(0, 1)
+        in_fraction = linear_scan(keep, c['point'], self.window).clamp(0, 1)
+        frac_digits = linear_scan(keep, digit * in_fraction, self.window)
+        thousands = linear_scan(keep, c['k'], self.window)
+        value = (1 - 2 * negative) * mantissa * torch.pow(10.0, 3 * thousands - frac_digits)
+        length = linear_scan(keep, 1 - y[..., 0], self.window)
+        return value.clamp(-MAX_VALUE, MAX_VALUE), torch.round(length.detach()).long(), y.float(), logits
+
+
+class DAGController(nn.Module):
+    """Runs dag_depth steps at every position. Inputs: token node embeddings (B, T, n_embd), token values
+    (B, T) float64, number lengths (B, T), the extractor's class choices (B, T, |CLASSES|), operand and op
+    contexts (B, T, n_embd). Returns the scratch values
+    (B, T, dag_depth) float64 and their readout features (B, T, dag_depth, N_VALUE_FEATURES + |SYMBOLS|)."""
+
+    def __init__(self, config):
+        super().__init__()
+        C = config.n_embd
+        self.depth, self.topk = config.dag_depth, config.dag_topk
+        self.step_emb = nn.Embedding(config.dag_depth, C)
+        self.query = nn.Linear(C, 2 * C)  # one query per operand
+        self.key = nn.Linear(C, C)
+        self.op_head = nn.Linear(C, len(OPS))
+        self.op_emb = nn.Embedding(len(OPS), C)
+        self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
+        self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
+        self.end_bias = nn.Parameter(torch.tensor(2.0))  # numbers are read at their last token
+        self.n_embd = C
+
+    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx):
+        B, T, C = node_emb.shape
+        # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
+        token_emb = node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes)
+        token_keys = self.key(token_emb)  # (B, T, C)
+        causal = torch.ones(T, T, dtype=torch.bool, device=node_emb.device).tril()
+        # a token ends a number when the next one does not continue it; the current token may still be ending one
+        ends_before = (length > 0) & (F.pad(length[:, 1:], (0, 1)) <= length)  # (B, T)
+        ends = torch.where(torch.eye(T, dtype=torch.bool, device=length.device), (length > 0)[:, :, None],
+                           ends_before[:, None, :])  # (B, T, T): for query t, node s
+        token_bias = torch.where(causal, self.end_bias * ends, -1e9)
+        values_so_far = values.detach()[:, None, :].expand(B, T, T)  # (B, T, T): for query t, node s
+        scratch_values, scratch_emb, scratch_keys, readout = [], [], [], []
+        for k in range(self.depth):
+            q_a, q_b = self.query(operand_ctx + self.step_emb.weight[k]).split(C, dim=-1)
+            keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(B, T, 0, C)
+            probs_ab = []
+            for q in (q_a, q_b):
+                logits = torch.cat([q @ token_keys.transpose(1, 2) / math.sqrt(C) + token_bias,
+                                    (q[:, :, None, :] * keys).sum(-1) / math.sqrt(C)], dim=-1)  # (B, T, T+k)
+                probs_ab.append(F.softmax(logits.float(), dim=-1))
+            all_values = torch.cat([values_so_far, torch.stack(scratch_values, -1)], -1) if scratch_values \
+                else values_so_far
+            K = min(self.topk, T + k)
+            cand = []
+            for probs in probs_ab:
+                p, i = probs.topk(K, dim=-1)  # (B, T, K), sorted: index 0 is the hard choice
+                cand.append((p / p.sum(-1, keepdim=True).clamp(min=1e-9), all_values.gather(-1, i)))
+            (p_a, v_a), (p_b, v_b) = cand
+            p_op = F.softmax(self.op_head(op_ctx + self.step_emb.weight[k]).float(), dim=-1)  # (B, T, 9)
+            op_hard = p_op.argmax(-1)  # (B, T)
+            # the candidates whose results the backward pass weighs: every op on the chosen operands, and the
+            # chosen op on each candidate of one side with the other side's choice (the exact gradient of the
+            # expected features where the other two choices are one-hot)
+            pick = lambda r: r.gather(-1, op_hard[:, :, None, None].expand(*r.shape[:3], 1)).squeeze(-1)  # noqa: E731
+            results = torch.cat([dag_ops(v_a[..., 0], v_b[..., 0]),  # (B, T, 9)
+                                 pick(dag_ops(v_a, v_b[..., :1])), pick(dag_ops(v_a[..., :1], v_b))], dim=-1)
+            weights = torch.cat([p_op, p_a, p_b], dim=-1)  # (B, T, 9 + 2K)
+            value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, T) float64, exact
+            feats = torch.cat([value_features(results),
+                               F.one_hot(render_symbol(results, length[..., None]), len(SYMBOLS)).float()], dim=-1)
+            soft = (weights[..., None] * feats).sum(2)  # (B, T, F)
+            hard = feats.gather(2, op_hard[:, :, None, None].expand(B, T, 1, feats.size(-1))).squeeze(2)
+            mixed = hard + (soft - soft.detach()) / 3  # forward: the chosen result; backward: the expectation
+            op_choice = F.one_hot(op_hard, len(OPS)).float() + p_op - p_op.detach()
+            emb = self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op_choice @ self.op_emb.weight
+            scratch_values.append(value)
+            scratch_emb.append(emb)
+            scratch_keys.append(self.key(emb))
+            readout.append(mixed)
+            self._record(k, p_op, probs_ab, value)
+        return torch.stack(scratch_values, -1), torch.stack(readout, 2)
+
+    @torch.no_grad()
+    def _record(self, k, p_op, probs_ab, value):
+        """Keep cheap diagnostics as tensors (no host sync here; DAGGPT.extra_vals reads them)."""
+        if k == 0:
+            self.stats = {'op_usage': torch.zeros(len(OPS), device=p_op.device), 'entropy': 0.0, 'max_abs': 0.0}
+        self.stats['op_usage'] += F.one_hot(p_op.argmax(-1), len(OPS)).float().mean((0, 1)) / self.depth
+        ent = sum(-(p * p.clamp(min=1e-12).log()).sum(-1).mean() for p in probs_ab) / 2
+        self.stats['entropy'] = self.stats['entropy'] + ent / self.depth
+        self.stats['max_abs'] = torch.maximum(torch.as_tensor(self.stats['max_abs'], device=value.device),
+                                              value.abs().max())
+
+
+class DAGReadout(nn.Module):
+    """Readout features of the scratch nodes (B, T, dag_depth, F) -> dag_sem (B, T, n_embd): the scalar-to-
+    embedding projection, one self-attention across the nodes of a position, a mean-pool, a small Block
+    (causal over T)."""
+
+    def __init__(self, config):
+        super().__init__()
+        C = config.n_embd
+        self.proj = nn.Linear(N_VALUE_FEATURES + len(SYMBOLS), C)
+        self.ln = LayerNorm(C, bias=config.bias)
+        self.qkv = nn.Linear(C, 3 * C, bias=config.bias)
+        self.block = Block(config)
+
+    def forward(self, feats):
+        x = self.proj(feats)  # (B, T, D, C)
+        q, k, v = self.qkv(self.ln(x)).chunk(3, dim=-1)
+        x = x + F.scaled_dot_product_attention(q, k, v)  # the nodes of one position, all at the same time t
+        return self.block(x.mean(2))
+
+
+class DAGGPT(GPT):
+    """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None) -> (logits, loss) as GPT's;
+    roles (B, T) long (the CLASSES index of each token, -1 where unknown; data/numeric writes them) add
+    dag_value_loss * the auxiliary cross-entropy that teaches the value extractor."""
+    config_class = DAGGPTConfig
+
+    def __init__(self, config):
+        if config.dag_depth < 1:
+            raise ValueError(f"DAGGPT needs dag_depth >= 1, got {config.dag_depth}; use GPT for dag_depth=0")
+        super().__init__(config)
+        self.node_embed = Block(config)
+        self.value_extractor = ValueExtractor(config)
+        self.operand_context = Block(config)
+        self.op_context = Block(config)
+        self.controller = DAGController(config)
+        self.readout = DAGReadout(config)
+        self.gate = nn.Linear(config.n_embd, 1)
+        for module in (self.node_embed, self.value_extractor, self.operand_context, self.op_context,
+                       self.controller, self.readout, self.gate):
+            module.apply(self._init_weights)
+        with torch.no_grad():
+            self.controller.end_bias.fill_(2.0)
+        self._gate_mean = torch.zeros(())
+        n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
+        print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
+
+    def dag(self, h, roles=None):
+        """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), extractor loss or None). Runs in float32 /
+        float64 outside autocast, whatever the training dtype. roles (B, T) long: the CLASSES index of each token,
+        -1 where unknown, for the auxiliary cross-entropy that teaches the value extractor."""
+        e = self.node_embed(h)
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            e = e.float()
+            token_values, length, classes, class_logits = self.value_extractor(e)
+            operand_ctx = self.operand_context(e)
+            op_ctx = self.op_context(e)
+            _, feats = self.controller(e, token_values, length, classes, operand_ctx, op_ctx)
+            dag_sem = self.readout(feats)
+        value_loss = None
+        if roles is not None:
+            value_loss = F.cross_entropy(class_logits.float().view(-1, len(CLASSES)), roles.view(-1), ignore_index=-1)
+        return dag_sem, value_loss
+
+    def forward(self, idx, targets=None, roles=None, kv_cache=None):
+        if kv_cache is not None:
+            raise ValueError("DAGGPT has no KV-cache path: generate() re-runs the context (use_cache is ignored)")
+        h = self.hidden_states(idx)
+        dag_sem, value_loss = self.dag(h, roles)
+        gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
+        self._gate_mean = gate.detach().mean()
+        x = h + (gate * dag_sem).to(h.dtype)
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+            if value_loss is not None:
+                loss = loss + self.config.dag_value_loss * value_loss.float()
+        else:
+            logits = self.lm_head(x[:, [-1], :])
+            loss = None
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+        """GPT.generate without the KV cache (the DAG reads every token node at every position)."""
+        return super().generate(idx, max_new_tokens, temperature, top_k, use_cache=False)
+
+    def extra_vals(self):
+        """DAG diagnostics for logging: gate mean, share of each op among the chosen ones, mean operand-choice
+        entropy (nats) and the largest |value| of the last forward pass. Reading them syncs with the device
+        once per call; forward() itself never does."""
+        stats = getattr(self.controller, 'stats', None)
+        if stats is None:
+            return {}
+        out = {'gate': float(self._gate_mean), 'operand_entropy': float(stats['entropy']),
+               'max_abs_value': float(stats['max_abs'])}
+        out.update({f'op_{name}': float(u) for name, u in zip(OPS, stats['op_usage'])})
+        return out
