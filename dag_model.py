@@ -171,6 +171,26 @@ def linear_scan(a, b, window):
 # -----------------------------------------------------------------------------
 # the DAG's modules, in the order data flows through them
 
+def read_numbers(y, window):
+    """Class choices y (B, T, |CLASSES|) float64 (one-hot, or straight-through) -> (the value of the number
+    ending at each token (B, T) float64, its length so far in tokens (B, T) float64, 0 outside numbers).
+
+    An exact linear recurrence per quantity: the mantissa (digits), the minus sign, the decimal point and the
+    fractional digits after it, the 'k' suffixes; a value is sign * mantissa * 10^(3 k - fractional digits)."""
+    table = torch.tensor([M_MUL, M_ADD, KEEP], dtype=y.dtype, device=y.device)
+    m_mul, m_add, keep = (y @ table.T).unbind(-1)
+    point, k, minus = (y[..., CLASSES.index(name)] for name in ('point', 'k', 'minus'))
+    digit = y[..., 1:11].sum(-1)
+    mantissa = linear_scan(m_mul, m_add, window)
+    negative = linear_scan(keep, minus, window).clamp(0, 1)
+    in_fraction = linear_scan(keep, point, window).clamp(0, 1)
+    frac_digits = linear_scan(keep, digit * in_fraction, window)
+    thousands = linear_scan(keep, k, window)
+    value = (1 - 2 * negative) * mantissa * torch.pow(10.0, 3 * thousands - frac_digits)
+    length = linear_scan(keep, 1 - y[..., 0], window)
+    return value.clamp(-MAX_VALUE, MAX_VALUE), length
+
+
 class ValueExtractor(nn.Module):
     """Node embeddings e (B, T, n_embd) -> the value of the number ending at each token (B, T) float64, its
     length so far in tokens (B, T) long (0 for a token outside numbers), the class choices (B, T, |CLASSES|)
@@ -184,25 +204,17 @@ class ValueExtractor(nn.Module):
 
     def forward(self, e):
         logits = self.classify(e)
-        y = straight_through(logits).double()  # (B, T, |CLASSES|)
-        table = torch.tensor([M_MUL, M_ADD, KEEP], dtype=torch.float64, device=e.device)
-        m_mul, m_add, keep = (y @ table.T).unbind(-1)
-        c = {name: y[..., CLASSES.index(name)] for name in ('point', 'k', 'minus')}
-        digit = y[..., 1:11].sum(-1)
-        mantissa = linear_scan(m_mul, m_add, self.window)
-        negative = linear_scan(keep, c['minus'], self.window).clamp(0, 1)
-        in_fraction = linear_scan(keep, c['point'], self.window).clamp(0, 1)
-        frac_digits = linear_scan(keep, digit * in_fraction, self.window)
-        thousands = linear_scan(keep, c['k'], self.window)
-        value = (1 - 2 * negative) * mantissa * torch.pow(10.0, 3 * thousands - frac_digits)
-        length = linear_scan(keep, 1 - y[..., 0], self.window)
-        return value.clamp(-MAX_VALUE, MAX_VALUE), torch.round(length.detach()).long(), y.float(), logits
+        y = straight_through(logits)  # (B, T, |CLASSES|)
+        value, length = read_numbers(y.double(), self.window)
+        return value, torch.round(length.detach()).long(), y, logits
 
 
 class DAGController(nn.Module):
     """Runs dag_depth steps at every position. Inputs: token node embeddings (B, T, n_embd), token values
     (B, T) float64, number lengths (B, T), the extractor's class choices (B, T, |CLASSES|), operand and op
-    contexts (B, T, n_embd). Returns the scratch values
+    contexts (B, T, n_embd), and optionally a program that forces the choices: one (a, b, op) per step, a and b
+    indexing the nodes (token positions 0..T-1, then scratch nodes T, T+1, ...), op a name in OPS; forced
+    choices must be visible from the position that reads them (a test and debugging aid). Returns the scratch values
     (B, T, dag_depth) float64 and their readout features (B, T, dag_depth, N_VALUE_FEATURES + |SYMBOLS|)."""
 
     def __init__(self, config):
@@ -219,7 +231,7 @@ class DAGController(nn.Module):
         self.end_bias = nn.Parameter(torch.tensor(2.0))  # numbers are read at their last token
         self.n_embd = C
 
-    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx):
+    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None):
         B, T, C = node_emb.shape
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_emb = node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes)
@@ -239,6 +251,9 @@ class DAGController(nn.Module):
             for q in (q_a, q_b):
                 logits = torch.cat([q @ token_keys.transpose(1, 2) / math.sqrt(C) + token_bias,
                                     (q[:, :, None, :] * keys).sum(-1) / math.sqrt(C)], dim=-1)  # (B, T, T+k)
+                if program is not None:
+                    forced = program[k][len(probs_ab)]
+                    logits = logits + 1e4 * F.one_hot(torch.tensor(forced, device=logits.device), T + k)
                 probs_ab.append(F.softmax(logits.float(), dim=-1))
             all_values = torch.cat([values_so_far, torch.stack(scratch_values, -1)], -1) if scratch_values \
                 else values_so_far
@@ -248,7 +263,10 @@ class DAGController(nn.Module):
                 p, i = probs.topk(K, dim=-1)  # (B, T, K), sorted: index 0 is the hard choice
                 cand.append((p / p.sum(-1, keepdim=True).clamp(min=1e-9), all_values.gather(-1, i)))
             (p_a, v_a), (p_b, v_b) = cand
-            p_op = F.softmax(self.op_head(op_ctx + self.step_emb.weight[k]).float(), dim=-1)  # (B, T, 9)
+            op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
+            if program is not None:
+                op_logits = op_logits + 1e4 * F.one_hot(torch.tensor(OPS.index(program[k][2])), len(OPS))
+            p_op = F.softmax(op_logits, dim=-1)  # (B, T, 9)
             op_hard = p_op.argmax(-1)  # (B, T)
             # the candidates whose results the backward pass weighs: every op on the chosen operands, and the
             # chosen op on each candidate of one side with the other side's choice (the exact gradient of the
@@ -330,8 +348,9 @@ class DAGGPT(GPT):
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
         print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
 
-    def dag(self, h, roles=None):
-        """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), extractor loss or None). Runs in float32 /
+    def dag(self, h, roles=None, program=None):
+        """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), the scratch values (B, T, dag_depth)
+        float64, the extractor loss or None). program forces the DAG's choices (see DAGController). Runs in float32 /
         float64 outside autocast, whatever the training dtype. roles (B, T) long: the CLASSES index of each token,
         -1 where unknown, for the auxiliary cross-entropy that teaches the value extractor."""
         e = self.node_embed(h)
@@ -340,18 +359,18 @@ class DAGGPT(GPT):
             token_values, length, classes, class_logits = self.value_extractor(e)
             operand_ctx = self.operand_context(e)
             op_ctx = self.op_context(e)
-            _, feats = self.controller(e, token_values, length, classes, operand_ctx, op_ctx)
+            dag_values, feats = self.controller(e, token_values, length, classes, operand_ctx, op_ctx, program)
             dag_sem = self.readout(feats)
         value_loss = None
         if roles is not None:
             value_loss = F.cross_entropy(class_logits.float().view(-1, len(CLASSES)), roles.view(-1), ignore_index=-1)
-        return dag_sem, value_loss
+        return dag_sem, dag_values, value_loss
 
     def forward(self, idx, targets=None, roles=None, kv_cache=None):
         if kv_cache is not None:
             raise ValueError("DAGGPT has no KV-cache path: generate() re-runs the context (use_cache is ignored)")
         h = self.hidden_states(idx)
-        dag_sem, value_loss = self.dag(h, roles)
+        dag_sem, _, value_loss = self.dag(h, roles)
         gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
         self._gate_mean = gate.detach().mean()
         x = h + (gate * dag_sem).to(h.dtype)
