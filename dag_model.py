@@ -71,7 +71,7 @@ POW10 = [10 ** i for i in range(19)]
 @dataclass
 class DAGGPTConfig(GPTConfig):
     dag_depth: int = 4  # DAG steps (new nodes) per position; 0 would be a plain GPT (use GPT)
-    dag_topk: int = 3  # operand candidates per side whose results the backward pass weighs
+    dag_topk: int = 4  # operand candidates per side whose results the backward pass weighs
     dag_window: int = 24  # longest number, in tokens, the value extractor reads
     dag_value_loss: float = 1.0  # weight of the auxiliary extractor loss when forward() is given roles
 
@@ -224,11 +224,11 @@ class DAGController(nn.Module):
         self.step_emb = nn.Embedding(config.dag_depth, C)
         self.query = nn.Linear(C, 2 * C)  # one query per operand
         self.key = nn.Linear(C, C)
+        self.rank_emb = nn.Embedding(8, C)  # recency of a number among the numbers before a position
         self.op_head = nn.Linear(C, len(OPS))
         self.op_emb = nn.Embedding(len(OPS), C)
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
-        self.end_bias = nn.Parameter(torch.tensor(2.0))  # numbers are read at their last token
         self.n_embd = C
 
     def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None):
@@ -241,7 +241,14 @@ class DAGController(nn.Module):
         ends_before = (length > 0) & (F.pad(length[:, 1:], (0, 1)) <= length)  # (B, T)
         ends = torch.where(torch.eye(T, dtype=torch.bool, device=length.device), (length > 0)[:, :, None],
                            ends_before[:, None, :])  # (B, T, T): for query t, node s
-        token_bias = torch.where(causal, self.end_bias * ends, -1e9)
+        # operands are numbers, read at their last token (or scratch nodes): other tokens only when a position has
+        # seen no number yet, and future tokens never (so every softmax has a finite entry)
+        token_bias = torch.where(causal, torch.where(ends, 0.0, -1e9), -2e9)
+        # recency among numbers, for query t and node s: 0 for the number at t itself, 1 for the last one before
+        # t, ... (capped): "the second-to-last number" is then one learned direction, whatever the lengths
+        seen = F.pad(torch.cumsum(ends_before.long(), dim=1)[:, :-1], (1, 0))  # (B, T): ends before t
+        rank = (seen[:, :, None] - seen[:, None, :] + (~torch.eye(T, dtype=torch.bool, device=seen.device)).long())
+        rank = rank.clamp(0, self.rank_emb.num_embeddings - 1)  # (B, T, T)
         values_so_far = values.detach()[:, None, :].expand(B, T, T)  # (B, T, T): for query t, node s
         scratch_values, scratch_emb, scratch_keys, readout = [], [], [], []
         for k in range(self.depth):
@@ -249,25 +256,27 @@ class DAGController(nn.Module):
             keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(B, T, 0, C)
             probs_ab = []
             for q in (q_a, q_b):
-                logits = torch.cat([q @ token_keys.transpose(1, 2) / math.sqrt(C) + token_bias,
+                token_logits = q @ token_keys.transpose(1, 2) + (q @ self.rank_emb.weight.T).gather(-1, rank)
+                logits = torch.cat([token_logits / math.sqrt(C) + token_bias,
                                     (q[:, :, None, :] * keys).sum(-1) / math.sqrt(C)], dim=-1)  # (B, T, T+k)
                 if program is not None:
                     forced = program[k][len(probs_ab)]
                     logits = logits + 1e4 * F.one_hot(torch.tensor(forced, device=logits.device), T + k)
-                probs_ab.append(F.softmax(logits.float(), dim=-1))
+                probs_ab.append((F.softmax(logits.float(), dim=-1), self.explore(logits.float())))
             all_values = torch.cat([values_so_far, torch.stack(scratch_values, -1)], -1) if scratch_values \
                 else values_so_far
             K = min(self.topk, T + k)
             cand = []
-            for probs in probs_ab:
-                p, i = probs.topk(K, dim=-1)  # (B, T, K), sorted: index 0 is the hard choice
+            for probs, noisy in probs_ab:
+                i = noisy.topk(K, dim=-1).indices  # (B, T, K), sorted: index 0 is the hard choice
+                p = probs.gather(-1, i)
                 cand.append((p / p.sum(-1, keepdim=True).clamp(min=1e-9), all_values.gather(-1, i)))
             (p_a, v_a), (p_b, v_b) = cand
             op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
             if program is not None:
                 op_logits = op_logits + 1e4 * F.one_hot(torch.tensor(OPS.index(program[k][2])), len(OPS))
             p_op = F.softmax(op_logits, dim=-1)  # (B, T, 9)
-            op_hard = p_op.argmax(-1)  # (B, T)
+            op_hard = self.explore(op_logits).argmax(-1)  # (B, T)
             # the candidates whose results the backward pass weighs: every op on the chosen operands, and the
             # chosen op on each candidate of one side with the other side's choice (the exact gradient of the
             # expected features where the other two choices are one-hot)
@@ -287,15 +296,24 @@ class DAGController(nn.Module):
             scratch_emb.append(emb)
             scratch_keys.append(self.key(emb))
             readout.append(mixed)
-            self._record(k, p_op, probs_ab, value)
+            self._record(k, op_hard, [p for p, _ in probs_ab], value)
         return torch.stack(scratch_values, -1), torch.stack(readout, 2)
 
     @torch.no_grad()
-    def _record(self, k, p_op, probs_ab, value):
+    def explore(self, logits):
+        """The logits the hard choices are taken from: in training, with Gumbel noise, so that the choice is a
+        sample of the softmax and other programs get tried (the straight-through Gumbel-softmax of Jang et al.
+        2017); in eval mode, the logits themselves (argmax)."""
+        if not self.training:
+            return logits
+        u = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
+        return logits - torch.log(-torch.log(u))
+
+    def _record(self, k, op_hard, probs_ab, value):
         """Keep cheap diagnostics as tensors (no host sync here; DAGGPT.extra_vals reads them)."""
         if k == 0:
-            self.stats = {'op_usage': torch.zeros(len(OPS), device=p_op.device), 'entropy': 0.0, 'max_abs': 0.0}
-        self.stats['op_usage'] += F.one_hot(p_op.argmax(-1), len(OPS)).float().mean((0, 1)) / self.depth
+            self.stats = {'op_usage': torch.zeros(len(OPS), device=op_hard.device), 'entropy': 0.0, 'max_abs': 0.0}
+        self.stats['op_usage'] += F.one_hot(op_hard, len(OPS)).float().mean((0, 1)) / self.depth
         ent = sum(-(p * p.clamp(min=1e-12).log()).sum(-1).mean() for p in probs_ab) / 2
         self.stats['entropy'] = self.stats['entropy'] + ent / self.depth
         self.stats['max_abs'] = torch.maximum(torch.as_tensor(self.stats['max_abs'], device=value.device),
@@ -342,8 +360,6 @@ class DAGGPT(GPT):
         for module in (self.node_embed, self.value_extractor, self.operand_context, self.op_context,
                        self.controller, self.readout, self.gate):
             module.apply(self._init_weights)
-        with torch.no_grad():
-            self.controller.end_bias.fill_(2.0)
         self._gate_mean = torch.zeros(())
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
         print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
