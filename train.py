@@ -66,6 +66,7 @@ dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss that teaches the v
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
+max_seconds = 0.0  # also stop, after a last eval and checkpoint, once training has run this long; 0 = no limit
 weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.95
@@ -286,6 +287,7 @@ if wandb_log and master_process:
     wandb_run_id = run.id
 
 # training loop
+train_start = time.time()
 batch_rng_state = torch.get_rng_state()
 X, Y, *R = get_batch('train', use_roles)  # fetch the very first batch (R: [roles] or [])
 t0 = time.time()
@@ -298,8 +300,15 @@ while True:
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr
 
+    # out of time (max_seconds)? then this is the last iteration: eval and checkpoint, then stop
+    last = max_seconds > 0 and time.time() - train_start > max_seconds
+    if ddp and max_seconds > 0:  # every process must agree, or the others would wait for gradients forever
+        flag = torch.tensor(float(last), device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        last = bool(flag.item())
+
     # evaluate the loss on train/val sets and write checkpoints
-    if iter_num % eval_interval == 0 and master_process:
+    if (iter_num % eval_interval == 0 or last) and master_process:
         losses = estimate_loss()
         print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         check_finite('val loss', losses['val'])
@@ -330,7 +339,7 @@ while True:
                 print(f"saving checkpoint to {out_dir}")
                 save_checkpoint(checkpoint, os.path.join(out_dir, 'ckpt.pt'))
                 checkpoint = None
-    if iter_num == 0 and eval_only:
+    if (iter_num == 0 and eval_only) or last:
         break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size

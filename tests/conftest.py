@@ -39,3 +39,12 @@ def char_data(tmp_path_factory):
     run_script('data/shakespeare_char/prepare.py', '--input', shared_file('tinyshakespeare', 'input.txt'),
                '--out_dir', work / 'data' / 'shakespeare_char', cwd=work)
     return work
+
+
+@pytest.fixture(scope='session')
+def numeric_data(tmp_path_factory):
+    """A working directory whose data/numeric holds a small built-in numeric corpus (with roles)."""
+    work = tmp_path_factory.mktemp('numeric')
+    run_script('data/numeric/prepare.py', '--n_train=4000', '--n_val=400', '--n_test=40', '--n_extrap=20',
+               '--out_dir', work / 'data' / 'numeric', cwd=work)
+    return work

@@ -33,3 +33,12 @@ def test_sample_corrupt_checkpoint_exits_with_message(char_data):
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     proc = run_script('sample.py', '--out_dir=out-corrupt', '--device=cpu', cwd=char_data, check=False)
     assert proc.returncode != 0 and 'corrupt or truncated' in proc.stderr
+
+
+def test_sample_from_dag_checkpoint(numeric_data):
+    from test_train import DAG
+    run_script('train.py', *DAG, '--max_iters=10', '--eval_interval=10', '--out_dir=out-dag-sample', cwd=numeric_data)
+    args = ['--out_dir=out-dag-sample', '--device=cpu', '--num_samples=1', '--max_new_tokens=12', '--start=12+3=']
+    greedy = [samples_of(run_script('sample.py', *args, '--temperature=0', f'--use_cache={c}', cwd=numeric_data).stdout)
+              for c in (True, False)]
+    assert greedy[0] == greedy[1] and greedy[0][0].startswith('12+3=') and len(greedy[0][0]) == 5 + 12

@@ -63,3 +63,28 @@ def test_bad_settings_fail_with_clear_messages(char_data):
 def test_eval_only_and_wandb_offline(char_data, tmp_path):
     proc = run_script('train.py', *TINY, '--eval_only=True', '--out_dir=out-eval', cwd=char_data)
     assert len(eval_losses(proc.stdout)) == 1 and not losses(proc.stdout)
+
+
+DAG = ['--device=cpu', '--compile=False', '--dataset=numeric', '--n_layer=1', '--n_head=2', '--n_embd=32',
+       '--block_size=48', '--batch_size=8', '--gradient_accumulation_steps=1', '--eval_iters=4', '--learning_rate=3e-3',
+       '--warmup_iters=5', '--lr_decay_iters=40', '--min_lr=3e-4', '--log_interval=1', '--dag_depth=4']
+
+
+def test_dag_training_loss_goes_down_and_resumes_exactly(numeric_data):
+    common = [*DAG, '--eval_interval=20', '--always_save_checkpoint=True']
+    straight = run_script('train.py', *common, '--max_iters=40', '--out_dir=out-dag', cwd=numeric_data)
+    val = eval_losses(straight.stdout)
+    assert len(val) == 3 and val[-1] < val[0] - 0.5, val
+    assert 'op_add' in straight.stdout and 'gate' in straight.stdout  # extra_vals on the console
+    run_script('train.py', *common, '--max_iters=20', '--out_dir=out-dag-resume', cwd=numeric_data)
+    resumed = run_script('train.py', *common, '--max_iters=40', '--out_dir=out-dag-resume', '--init_from=resume',
+                         cwd=numeric_data)
+    a, b = losses(straight.stdout), losses(resumed.stdout)
+    assert min(b) == 20 and {i: a[i] for i in b} == b
+
+
+def test_max_seconds_stops_with_a_checkpoint(numeric_data):
+    proc = run_script('train.py', *DAG, '--max_iters=100000', '--eval_interval=100000', '--max_seconds=3',
+                      '--out_dir=out-timed', cwd=numeric_data)
+    assert len(eval_losses(proc.stdout)) == 2  # at iter 0 and at the end
+    assert (numeric_data / 'out-timed' / 'ckpt.pt').is_file()
