@@ -31,9 +31,10 @@ What this design gets right where its public ancestor did not (SPEC.md, "What a 
   symbol its canonical decimal string has at the current number position (an Abacus-style index, McLeish et al.
   2024: how many characters of the number being written precede this token), so that writing the answer digit
   by digit is a lookup, also for numbers longer than any seen in training.
-- An optional auxiliary loss teaches the value extractor quickly where the numbers are known (dag_value_loss:
-  cross-entropy on the role of each character in a number, which the numeric corpus writes next to its value
-  labels; the role sequence fixes every value exactly). It is off for plain text.
+- An optional auxiliary loss teaches the DAG quickly where the numbers are known (dag_value_loss; the numeric
+  corpus writes the labels): cross-entropy on the role of each character in a number (the role sequence fixes
+  every value exactly), and, where the text states a result, the likelihood of the last step's programs (op and
+  operands among its candidates) that compute it exactly. It is off for plain text.
 - Every parameter gets a gradient from the language-model loss alone, so DDP needs no find_unused_parameters.
 
 Tokenisation: the extractor reads one character per token (the numeric corpus and shakespeare_char). With GPT-2
@@ -73,7 +74,7 @@ class DAGGPTConfig(GPTConfig):
     dag_depth: int = 4  # DAG steps (new nodes) per position; 0 would be a plain GPT (use GPT)
     dag_topk: int = 4  # operand candidates per side whose results the backward pass weighs
     dag_window: int = 24  # longest number, in tokens, the value extractor reads
-    dag_value_loss: float = 1.0  # weight of the auxiliary extractor loss when forward() is given roles
+    dag_value_loss: float = 1.0  # weight of the auxiliary loss when forward() is given roles / answers
 
 
 # -----------------------------------------------------------------------------
@@ -215,7 +216,9 @@ class DAGController(nn.Module):
     contexts (B, T, n_embd), and optionally a program that forces the choices: one (a, b, op) per step, a and b
     indexing the nodes (token positions 0..T-1, then scratch nodes T, T+1, ...), op a name in OPS; forced
     choices must be visible from the position that reads them (a test and debugging aid). Returns the scratch values
-    (B, T, dag_depth) float64 and their readout features (B, T, dag_depth, N_VALUE_FEATURES + |SYMBOLS|)."""
+    (B, T, dag_depth) float64, their readout features (B, T, dag_depth, N_VALUE_FEATURES + |SYMBOLS|), and the
+    last step's programs: the results of every op on every pair of candidate operands (B, T, K, K, 9) float64
+    and the probability the step gives each (B, T, K, K, 9)."""
 
     def __init__(self, config):
         super().__init__()
@@ -266,11 +269,12 @@ class DAGController(nn.Module):
             all_values = torch.cat([values_so_far, torch.stack(scratch_values, -1)], -1) if scratch_values \
                 else values_so_far
             K = min(self.topk, T + k)
-            cand = []
+            cand, candidate_idx = [], []
             for probs, noisy in probs_ab:
                 i = noisy.topk(K, dim=-1).indices  # (B, T, K), sorted: index 0 is the hard choice
                 p = probs.gather(-1, i)
                 cand.append((p / p.sum(-1, keepdim=True).clamp(min=1e-9), all_values.gather(-1, i)))
+                candidate_idx.append(i)
             (p_a, v_a), (p_b, v_b) = cand
             op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
             if program is not None:
@@ -297,7 +301,12 @@ class DAGController(nn.Module):
             scratch_keys.append(self.key(emb))
             readout.append(mixed)
             self._record(k, op_hard, [p for p, _ in probs_ab], value)
-        return torch.stack(scratch_values, -1), torch.stack(readout, 2)
+        # the last step's programs over the candidates: every op on every pair of candidate operands
+        (p_a, v_a), (p_b, v_b) = [(probs.gather(-1, i), v) for (probs, _), (_, v), i in
+                                  zip(probs_ab, cand, candidate_idx)]
+        programs = (dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, T, K, K, 9) float64
+                    p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])  # their probability
+        return torch.stack(scratch_values, -1), torch.stack(readout, 2), programs
 
     @torch.no_grad()
     def explore(self, logits):
@@ -341,9 +350,9 @@ class DAGReadout(nn.Module):
 
 
 class DAGGPT(GPT):
-    """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None) -> (logits, loss) as GPT's;
-    roles (B, T) long (the CLASSES index of each token, -1 where unknown; data/numeric writes them) add
-    dag_value_loss * the auxiliary cross-entropy that teaches the value extractor."""
+    """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None, answers=None) -> (logits, loss)
+    as GPT's; the optional labels roles and answers (B, T) (see `dag`; data/numeric writes them) add
+    dag_value_loss * the auxiliary loss that teaches the extractor and the DAG's choices."""
     config_class = DAGGPTConfig
 
     def __init__(self, config):
@@ -364,29 +373,42 @@ class DAGGPT(GPT):
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
         print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
 
-    def dag(self, h, roles=None, program=None):
+    def dag(self, h, roles=None, answers=None, program=None):
         """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), the scratch values (B, T, dag_depth)
-        float64, the extractor loss or None). program forces the DAG's choices (see DAGController). Runs in float32 /
-        float64 outside autocast, whatever the training dtype. roles (B, T) long: the CLASSES index of each token,
-        -1 where unknown, for the auxiliary cross-entropy that teaches the value extractor."""
+        float64, the auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the training
+        dtype. program forces the DAG's choices (see DAGController). The auxiliary loss, when labels are given:
+        roles (B, T) long, the CLASSES index of each token (-1 where unknown): cross-entropy that teaches the value
+        extractor; answers (B, T) float, the value the DAG should end with at each position (NaN where none):
+        -log of the probability of the last step's candidate programs that compute it exactly."""
         e = self.node_embed(h)
         with torch.autocast(device_type=h.device.type, enabled=False):
             e = e.float()
             token_values, length, classes, class_logits = self.value_extractor(e)
             operand_ctx = self.operand_context(e)
             op_ctx = self.op_context(e)
-            dag_values, feats = self.controller(e, token_values, length, classes, operand_ctx, op_ctx, program)
+            dag_values, feats, (results, probs) = self.controller(e, token_values, length, classes, operand_ctx,
+                                                                  op_ctx, program)
             dag_sem = self.readout(feats)
-        value_loss = None
+        losses = []
         if roles is not None:
-            value_loss = F.cross_entropy(class_logits.float().view(-1, len(CLASSES)), roles.view(-1), ignore_index=-1)
-        return dag_sem, dag_values, value_loss
+            losses.append(F.cross_entropy(class_logits.float().view(-1, len(CLASSES)), roles.view(-1), ignore_index=-1))
+        if answers is not None:
+            # the programs among the last step's candidates that give the stated result exactly: raise their
+            # total probability (the marginal likelihood of consistent programs, as in weakly supervised
+            # semantic parsing); positions where none does teach nothing here
+            target = answers.double()[..., None, None, None]
+            exact = (results - target).abs() <= 1e-6 * target.abs().clamp(min=1)  # NaN targets: never exact
+            p_exact = (probs * exact).flatten(2).sum(-1)  # (B, T)
+            found = exact.flatten(2).any(-1)
+            nll = -torch.log(p_exact.clamp(min=1e-9))
+            losses.append((nll * found).sum() / found.sum().clamp(min=1))
+        return dag_sem, dag_values, sum(losses) if losses else None
 
-    def forward(self, idx, targets=None, roles=None, kv_cache=None):
+    def forward(self, idx, targets=None, roles=None, answers=None, kv_cache=None):
         if kv_cache is not None:
             raise ValueError("DAGGPT has no KV-cache path: generate() re-runs the context (use_cache is ignored)")
         h = self.hidden_states(idx)
-        dag_sem, _, value_loss = self.dag(h, roles)
+        dag_sem, _, value_loss = self.dag(h, roles, answers)
         gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
         self._gate_mean = gate.detach().mean()
         x = h + (gate * dag_sem).to(h.dtype)

@@ -61,8 +61,8 @@ n_embd = 768
 dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
 dag_depth = 0  # 0: plain GPT; > 0: GPT+DAG with this many DAG steps (dag_model.py)
-dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss that teaches the value extractor, used when the
-# dataset labels the role of each token in its numbers (data/<dataset>/train_roles.bin, from data/numeric); 0 = off
+dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss on labelled numbers, used when the dataset has the
+# labels (data/<dataset>/train_roles.bin, train_answers.bin, written by data/numeric/prepare.py); 0 = off
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
@@ -134,7 +134,7 @@ for split in ('train', 'val'):
                  f"e.g. python {os.path.join(data_dir, 'prepare.py')}")
 
 
-def get_batch(split, with_roles=False):
+def get_batch(split, labels=()):
     # We recreate np.memmap every batch to avoid a memory leak, as per
     # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
@@ -143,9 +143,10 @@ def get_batch(split, with_roles=False):
     ix = torch.randint(len(data) - block_size, (batch_size,))
     batch = [torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix]),
              torch.stack([torch.from_numpy((data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])]
-    if with_roles:
-        roles = np.memmap(os.path.join(data_dir, f'{split}_roles.bin'), dtype=np.uint8, mode='r')
-        batch.append(torch.stack([torch.from_numpy((roles[i:i + block_size]).astype(np.int64)) for i in ix]))
+    for name in labels:  # the DAG's auxiliary labels, aligned with the tokens x
+        arr = np.memmap(os.path.join(data_dir, f'{split}_{name}.bin'), dtype=LABEL_DTYPES[name], mode='r')
+        batch.append(torch.stack([torch.from_numpy(arr[i:i + block_size].astype(np.int64 if name == 'roles'
+                                                                               else np.float64)) for i in ix]))
     if device_type == 'cuda':
         # pin arrays x,y, which allows us to move them to GPU asynchronously (non_blocking=True)
         return [t.pin_memory().to(device, non_blocking=True) for t in batch]
@@ -203,10 +204,13 @@ if block_size < model.config.block_size:
     model.crop_block_size(block_size)
     model_args['block_size'] = block_size  # so that the checkpoint will have the right value
 model.to(device)
-# GPT+DAG learns to read numbers faster from the role of each token in a number (a digit, a separator, ...),
-# aligned with the tokens; training batches carry them when the dataset has them
-use_roles = (model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0
-             and os.path.isfile(os.path.join(data_dir, 'train_roles.bin')))
+# GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
+# them): the role of each token in a number (a digit, a separator, ...) and the value a stated result has
+LABEL_DTYPES = {'roles': np.uint8, 'answers': np.float64}
+labels = tuple(name for name in LABEL_DTYPES if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0
+               and os.path.isfile(os.path.join(data_dir, f'train_{name}.bin')))
+if labels:
+    print(f"GPT+DAG auxiliary labels: {', '.join(labels)} (weight dag_value_loss={dag_value_loss})")
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
@@ -289,7 +293,7 @@ if wandb_log and master_process:
 # training loop
 train_start = time.time()
 batch_rng_state = torch.get_rng_state()
-X, Y, *R = get_batch('train', use_roles)  # fetch the very first batch (R: [roles] or [])
+X, Y, *L = get_batch('train', labels)  # fetch the very first batch (L: the labels, if any)
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
 running_mfu = -1.0
@@ -352,13 +356,13 @@ while True:
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         with ctx:
-            logits, loss = model(X, Y, *R)
+            logits, loss = model(X, Y, *L)
             loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
         # immediately async prefetch next batch while model is doing the forward pass on the GPU.
         # The generator state just before it is what a checkpoint saves: a resume replays this draw
         # and then the same eval as here, so it sees exactly the batches an uninterrupted run would
         batch_rng_state = torch.get_rng_state()
-        X, Y, *R = get_batch('train', use_roles)
+        X, Y, *L = get_batch('train', labels)
         # backward pass, with gradient scaling if training in fp16
         scaler.scale(loss).backward()
     # clip the gradient

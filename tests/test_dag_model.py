@@ -106,7 +106,7 @@ def test_forced_program_executes_exactly():
     classes = torch.zeros(2, T, len(CLASSES))
     length = torch.ones(2, T, dtype=torch.long)
     program = [(0, 1, 'add'), (T + 0, 2, 'multiply'), (T + 1, 0, 'identity')]
-    dag_values, feats = model.controller(e, values, length, classes, e, e, program)
+    dag_values, feats, _ = model.controller(e, values, length, classes, e, e, program)
     assert dag_values.shape == (2, T, 3) and dag_values.dtype == D
     assert dag_values[0, -1].tolist() == [7.0, 35.0, 35.0]
     assert dag_values[1, -1].tolist() == [11111111100.0, 22222222200.0, 22222222200.0]
@@ -130,13 +130,26 @@ def test_every_parameter_gets_a_gradient_from_the_lm_loss():
     assert missing == []
 
 
-def test_roles_add_the_extractor_loss():
-    model = tiny_dag()
+def test_labels_add_the_auxiliary_loss():
+    model = tiny_dag().eval()  # eval: no exploration noise, so both passes make the same choices
     idx = torch.randint(0, 20, (2, 8))
     roles = torch.randint(-1, len(CLASSES), (2, 8))
     _, lm_only = model(idx, idx)
     _, with_roles = model(idx, idx, roles)
     assert with_roles > lm_only
+    # a stated result that the DAG's own last program computes: its probability is raised
+    _, dag_values, _ = model.dag(model.hidden_states(idx))
+    answers = torch.full((2, 8), float('nan'), dtype=D)
+    answers[:, 5:] = dag_values[:, 5:, -1]
+    _, with_both = model(idx, idx, roles, answers)
+    assert with_both > with_roles
+    model.zero_grad()
+    _, loss = model(idx, idx, None, answers)
+    loss.backward()
+    assert model.controller.op_head.weight.grad.abs().sum() > 0  # the answer loss reaches the op choice
+    answers[:, 5:] = 0.123456  # no candidate program computes this: nothing to learn from it
+    _, no_match = model(idx, idx, None, answers)
+    assert no_match == lm_only
 
 
 def test_causality_at_every_position():
@@ -172,7 +185,7 @@ def test_no_nan_or_inf_anywhere(seed):
     e = torch.randn(B, T, 16, generator=g, requires_grad=True)
     classes = F.one_hot(torch.randint(0, len(CLASSES), (B, T), generator=g), len(CLASSES)).float()
     length = torch.randint(0, 5, (B, T), generator=g)
-    dag_values, feats = model.controller(e, values, length, classes, e * 2, e * 3)
+    dag_values, feats, _ = model.controller(e, values, length, classes, e * 2, e * 3)
     assert torch.isfinite(dag_values).all() and torch.isfinite(feats).all()
     feats.sum().backward()
     assert torch.isfinite(e.grad).all()

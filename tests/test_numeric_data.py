@@ -320,3 +320,24 @@ def test_no_values_and_cli(tmp_path):
         prep.prepare(str(tmp_path), max_digits=9)
     with pytest.raises(ValueError):
         prep.make_problem(random.Random(0), "dev")
+
+
+def test_role_and_answer_labels(corpus):
+    """roles: what each char is in a number (independently re-derived here); answers: the line's result from the
+    prompt's last char to the answer's last char."""
+    names = {**{d: d for d in "0123456789"}, ",": "sep", ".": "point", "k": "k", "-": "minus"}
+    for split in ("train", "val"):
+        text = corpus["texts"][split][:20000]
+        roles = np.fromfile(os.path.join(corpus["dir"], f"{split}_roles.bin"), dtype=np.uint8)[:len(text)]
+        answers = np.fromfile(os.path.join(corpus["dir"], f"{split}_answers.bin"), dtype=np.float64)[:len(text)]
+        expected = np.zeros(len(text), dtype=np.uint8)
+        for start, end, _ in numbers_in(text):
+            expected[start:end] = [prep.ROLES.index(names[c]) for c in text[start:end]]
+        assert roles.tolist() == expected.tolist()
+        expected_answers = np.full(len(text), np.nan)
+        line_start = 0
+        for line in text.split("\n")[:-1]:
+            start, end, value = numbers_in(line)[-1]  # the answer ends the line
+            expected_answers[line_start + start - 1:line_start + end] = float(value)
+            line_start += len(line) + 1
+        np.testing.assert_array_equal(answers[:line_start], expected_answers[:line_start])

@@ -356,8 +356,9 @@ def _held_out(rng, split, n, max_digits):
 
 
 def _stream(rng, split, n, max_digits, exclude):
-    """n problems whose prompts are not in exclude, as one text and its value labels (positions, values)."""
-    pieces, positions, values, pos = [], [], [], 0
+    """n problems whose prompts are not in exclude, as one text, its value labels (positions, values) and answer
+    spans (start, end, value): the positions from the prompt's last char to the answer's last char."""
+    pieces, positions, values, answers, pos = [], [], [], [], 0
     for _ in tqdm(range(n), desc=f"numeric {split}", disable=n < 50_000, mininterval=1.0):
         p = make_problem(rng, split, max_digits)
         while p["prompt"] in exclude:
@@ -366,10 +367,13 @@ def _stream(rng, split, n, max_digits, exclude):
         for i, value in p["values"]:
             positions.append(pos + i)
             values.append(value)
+        answers.append((pos + len(p["prompt"]) - 1, pos + len(p["text"]) - 2, p["value"]))
         pos += len(p["text"])
-    return "".join(pieces), positions, values
+    return "".join(pieces), positions, values, answers
 
 
+# {split}_answers.bin (float64, aligned with the text): the problem's answer value at every position from the
+# prompt's last char to the answer's last char, NaN elsewhere: where the DAG should hold the answer.
 # The role each character plays in a number, in the order of dag_model.CLASSES (the DAG's value extractor):
 # written as {split}_roles.bin next to the value labels, for the auxiliary loss that teaches the extractor
 ROLES = ("other",) + tuple("0123456789") + ("sep", "point", "k", "minus")
@@ -420,20 +424,24 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     paths = {"meta": os.path.join(out_dir, "meta.pkl"), "problems": os.path.join(out_dir, "problems.jsonl")}
     summary = {"seed": seed, "max_digits": max_digits, "vocab_size": len(ALPHABET), "paths": paths}
     for split, n in (("train", n_train), ("val", n_val)):
-        text, positions, labels = _stream(rngs[split], split, n, max_digits, exclude=test_prompts)
+        text, positions, labels, answers = _stream(rngs[split], split, n, max_digits, exclude=test_prompts)
         paths[split] = os.path.join(out_dir, f"{split}.bin")
         encode(text).tofile(paths[split])
         values_path = os.path.join(out_dir, f"{split}_values.bin")
         roles_path = os.path.join(out_dir, f"{split}_roles.bin")
+        answers_path = os.path.join(out_dir, f"{split}_answers.bin")
         if values:
             aux = np.full(len(text), np.nan, dtype=np.float64)
             aux[positions] = labels
             aux.tofile(values_path)
             number_roles(text, positions, labels).tofile(roles_path)
-            paths[f"{split}_values"] = values_path
-            paths[f"{split}_roles"] = roles_path
+            aux = np.full(len(text), np.nan, dtype=np.float64)
+            for start, end, value in answers:
+                aux[start:end + 1] = value
+            aux.tofile(answers_path)
+            paths.update({f"{split}_values": values_path, f"{split}_roles": roles_path, f"{split}_answers": answers_path})
         else:  # a stale file from an earlier run would no longer be aligned
-            for path in (values_path, roles_path):
+            for path in (values_path, roles_path, answers_path):
                 if os.path.exists(path):
                     os.remove(path)
         summary[split] = {"problems": n, "chars": len(text)}
