@@ -434,7 +434,9 @@ class DAGGPT(GPT):
         stats = getattr(self.controller, 'stats', None)
         if stats is None:
             return {}
-        out = {'gate': float(self._gate_mean), 'operand_entropy': float(stats['entropy']),
-               'max_abs_value': float(stats['max_abs'])}
-        out.update({f'op_{name}': float(u) for name, u in zip(OPS, stats['op_usage'])})
-        return out
+        names = ['gate', 'operand_entropy', 'max_abs_value'] + [f'op_{name}' for name in OPS]
+        vals = torch.cat([torch.stack([torch.as_tensor(self._gate_mean, dtype=torch.float32),
+                                       torch.as_tensor(stats['entropy'], dtype=torch.float32),
+                                       torch.as_tensor(stats['max_abs'], dtype=torch.float32)]).to(stats['op_usage']),
+                          stats['op_usage']]).detach().tolist()  # one transfer
+        return dict(zip(names, vals))
