@@ -66,7 +66,8 @@ dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss on labelled number
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
-max_seconds = 0.0  # also stop, after a last eval and checkpoint, once training has run this long; 0 = no limit
+max_seconds = 0.0  # > 0: stop, after a last eval and checkpoint, once training has run this long, and run the
+# learning-rate schedule on the clock (lr_decay_iters is reached at max_seconds): equal-time comparisons; 0 = off
 weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.95
@@ -260,6 +261,8 @@ def estimate_loss():
 
 # learning rate decay scheduler (cosine with warmup)
 def get_lr(it):
+    if max_seconds > 0:  # the schedule runs on the clock, so models of any speed get all of it in max_seconds
+        it = lr_decay_iters * (time.time() - train_start) / max_seconds
     # 1) linear warmup for warmup_iters steps
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
