@@ -195,7 +195,8 @@ def read_numbers(y, window):
 class ValueExtractor(nn.Module):
     """Node embeddings e (B, T, n_embd) -> the value of the number ending at each token (B, T) float64, its
     length so far in tokens (B, T) long (0 for a token outside numbers), the class choices (B, T, |CLASSES|)
-    (straight-through one-hots) and their logits. Values are clamped to +-MAX_VALUE; digits older than `window`
+    (straight-through one-hots: their gradient reaches the classifier through the controller's class embedding
+    and the auxiliary role loss) and their logits. Values are clamped to +-MAX_VALUE; digits older than `window`
     tokens are lost."""
 
     def __init__(self, config):
@@ -206,8 +207,8 @@ class ValueExtractor(nn.Module):
     def forward(self, e):
         logits = self.classify(e)
         y = straight_through(logits)  # (B, T, |CLASSES|)
-        value, length = read_numbers(y.double(), self.window)
-        return value, torch.round(length.detach()).long(), y, logits
+        value, length = read_numbers(y.detach().double(), self.window)  # values carry no gradient: the choices do
+        return value, torch.round(length).long(), y, logits
 
 
 class DAGController(nn.Module):
