@@ -254,7 +254,7 @@ class DAGController(nn.Module):
         rank = (seen[:, :, None] - seen[:, None, :] + (~torch.eye(T, dtype=torch.bool, device=seen.device)).long())
         rank = rank.clamp(0, self.rank_emb.num_embeddings - 1)  # (B, T, T)
         values_so_far = values.detach()[:, None, :].expand(B, T, T)  # (B, T, T): for query t, node s
-        scratch_values, scratch_emb, scratch_keys, readout = [], [], [], []
+        scratch_values, scratch_keys, readout = [], [], []
         for k in range(self.depth):
             q_a, q_b = self.query(operand_ctx + self.step_emb.weight[k]).split(C, dim=-1)
             keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(B, T, 0, C)
@@ -298,7 +298,6 @@ class DAGController(nn.Module):
             op_choice = F.one_hot(op_hard, len(OPS)).float() + p_op - p_op.detach()
             emb = self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op_choice @ self.op_emb.weight
             scratch_values.append(value)
-            scratch_emb.append(emb)
             scratch_keys.append(self.key(emb))
             readout.append(mixed)
             self._record(k, op_hard, [p for p, _ in probs_ab], value)

@@ -88,3 +88,19 @@ def test_max_seconds_stops_with_a_checkpoint(numeric_data):
                       '--out_dir=out-timed', cwd=numeric_data)
     assert len(eval_losses(proc.stdout)) == 2  # at iter 0 and at the end
     assert (numeric_data / 'out-timed' / 'ckpt.pt').is_file()
+
+
+def test_ddp_two_processes_on_cpu(numeric_data):
+    """torchrun with 2 processes (gloo on CPU): GPT+DAG trains with no unused parameters and checkpoints once."""
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    env = dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                           os.path.join(ROOT, 'train.py'), *DAG, '--max_iters=6', '--eval_interval=6',
+                           '--gradient_accumulation_steps=2', '--out_dir=out-ddp'], cwd=numeric_data, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(losses(proc.stdout)) == 7  # only the master process logs
+    assert (numeric_data / 'out-ddp' / 'ckpt.pt').is_file()
