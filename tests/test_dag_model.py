@@ -224,3 +224,13 @@ def test_from_pretrained_loads_gpt_part(tmp_path):
     torch.testing.assert_close(model.transformer.h[0].mlp.c_fc.weight, hf.transformer.h[0].mlp.c_fc.weight.t())
     logits, _ = model(torch.randint(0, 30, (1, 8)))
     assert torch.isfinite(logits).all()
+
+
+def test_corpus_roles_are_the_extractor_classes():
+    import importlib.util
+    import os
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location('numeric_prepare', os.path.join(ROOT, 'data', 'numeric', 'prepare.py'))
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    assert prepare.ROLES == CLASSES  # the labels index the classifier's classes
