@@ -233,7 +233,6 @@ class DAGController(nn.Module):
         self.op_emb = nn.Embedding(len(OPS), C)
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
-        self.n_embd = C
 
     def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None):
         B, T, C = node_emb.shape
@@ -270,13 +269,11 @@ class DAGController(nn.Module):
             all_values = torch.cat([values_so_far, torch.stack(scratch_values, -1)], -1) if scratch_values \
                 else values_so_far
             K = min(self.topk, T + k)
-            cand, candidate_idx = [], []
+            cand = []  # per operand: the candidates' probabilities (B, T, K) and values (B, T, K) float64
             for probs, noisy in probs_ab:
                 i = noisy.topk(K, dim=-1).indices  # (B, T, K), sorted: index 0 is the hard choice
-                p = probs.gather(-1, i)
-                cand.append((p / p.sum(-1, keepdim=True).clamp(min=1e-9), all_values.gather(-1, i)))
-                candidate_idx.append(i)
-            (p_a, v_a), (p_b, v_b) = cand
+                cand.append((probs.gather(-1, i), all_values.gather(-1, i)))
+            (p_a, v_a), (p_b, v_b) = [(p / p.sum(-1, keepdim=True).clamp(min=1e-9), v) for p, v in cand]
             op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
             if program is not None:
                 op_logits = op_logits + 1e4 * F.one_hot(torch.tensor(OPS.index(program[k][2])), len(OPS))
@@ -302,8 +299,7 @@ class DAGController(nn.Module):
             readout.append(mixed)
             self._record(k, op_hard, [p for p, _ in probs_ab], value)
         # the last step's programs over the candidates: every op on every pair of candidate operands
-        (p_a, v_a), (p_b, v_b) = [(probs.gather(-1, i), v) for (probs, _), (_, v), i in
-                                  zip(probs_ab, cand, candidate_idx)]
+        (p_a, v_a), (p_b, v_b) = cand
         programs = (dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, T, K, K, 9) float64
                     p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])  # their probability
         return torch.stack(scratch_values, -1), torch.stack(readout, 2), programs
@@ -318,6 +314,7 @@ class DAGController(nn.Module):
         u = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
         return logits - torch.log(-torch.log(u))
 
+    @torch.no_grad()
     def _record(self, k, op_hard, probs_ab, value):
         """Keep cheap diagnostics as tensors (no host sync here; DAGGPT.extra_vals reads them)."""
         if k == 0:
