@@ -285,11 +285,12 @@ def check_finite(name, value):
 # logging
 if wandb_log and master_process:
     import wandb
+    mode = None  # W&B's own default (online, or WANDB_MODE)
     if not os.environ.get('WANDB_API_KEY') and not wandb.api.api_key:
         print("wandb: no API key found (WANDB_API_KEY or `wandb login`): logging offline to ./wandb")
-        os.environ['WANDB_MODE'] = 'offline'
+        mode = 'offline'  # passed to init: wandb reads WANDB_MODE before this point, at import
     run = wandb.init(project=wandb_project, name=wandb_run_name, config=config,
-                     id=wandb_run_id or None, resume='allow')
+                     id=wandb_run_id or None, resume='allow', mode=mode)
     wandb_run_id = run.id
 
 # training loop

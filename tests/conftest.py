@@ -21,9 +21,11 @@ def shared_file(*parts):
     return path
 
 
-def run_script(script, *args, cwd, check=True, timeout=300):
-    """Run ROOT/script with args in cwd under this Python; return the CompletedProcess (text output)."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1', WANDB_MODE='disabled', OMP_NUM_THREADS='1')
+def run_script(script, *args, cwd, check=True, timeout=300, env=None):
+    """Run ROOT/script with args in cwd under this Python; return the CompletedProcess (text output). W&B is
+    disabled unless env (variables to set, or None to unset) says otherwise."""
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'WANDB_MODE': 'disabled', 'OMP_NUM_THREADS': '1', **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}
     proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -60,9 +60,19 @@ def test_bad_settings_fail_with_clear_messages(char_data):
     assert proc.returncode != 0 and 'train one first' in proc.stderr
 
 
-def test_eval_only_and_wandb_offline(char_data, tmp_path):
+def test_eval_only(char_data):
     proc = run_script('train.py', *TINY, '--eval_only=True', '--out_dir=out-eval', cwd=char_data)
     assert len(eval_losses(proc.stdout)) == 1 and not losses(proc.stdout)
+
+
+def test_wandb_without_api_key_runs_offline(char_data, tmp_path, monkeypatch):
+    monkeypatch.delenv('WANDB_API_KEY', raising=False)
+    monkeypatch.setenv('WANDB_DIR', str(tmp_path))
+    monkeypatch.setenv('HOME', str(tmp_path))  # no ~/.netrc login either
+    proc = run_script('train.py', *TINY, '--max_iters=2', '--eval_interval=2', '--wandb_log=True',
+                      '--out_dir=out-wandb', cwd=char_data, env={'WANDB_MODE': None})
+    assert 'logging offline' in proc.stdout
+    assert list((tmp_path / 'wandb').glob('offline-run-*')), "the run is kept locally, to sync later"
 
 
 DAG = ['--device=cpu', '--compile=False', '--dataset=numeric', '--n_layer=1', '--n_head=2', '--n_embd=32',
