@@ -31,10 +31,15 @@ What this design gets right where its public ancestor did not (SPEC.md, "What a 
   symbol its canonical decimal string has at the current number position (an Abacus-style index, McLeish et al.
   2024: how many characters of the number being written precede this token), so that writing the answer digit
   by digit is a lookup, also for numbers longer than any seen in training.
+- Exact end to end: the extractor reads numbers from its hard choices, a straight-through estimator's forward
+  value is the hard choice bit for bit (hard + (soft - soft.detach())), and nothing soft ever reaches a value,
+  so "12,345" is 12345.0, 6 + 9 is 15.0 and renders "15", in train and eval mode and under autocast.
 - An optional auxiliary loss teaches the DAG quickly where the numbers are known (dag_value_loss; the numeric
   corpus writes the labels): cross-entropy on the role of each character in a number (the role sequence fixes
-  every value exactly), and, where the text states a result, the likelihood of the last step's programs (op and
-  operands among its candidates) that compute it exactly. It is off for plain text.
+  every value exactly), and, where the text states a result, the likelihood of each step's programs (op and
+  operands among its candidates) that compute that step's sub-expression: a multi-step expression such as
+  (3 + 4) * 5 is taught as a program, 3 + 4 at the second-to-last step and (...) * 5 at the last. It is off for
+  plain text.
 - Every parameter gets a gradient from the language-model loss alone, so DDP needs no find_unused_parameters.
 
 Tokenisation: the extractor reads one character per token (the numeric corpus and shakespeare_char). With GPT-2
@@ -52,7 +57,7 @@ from torch.nn import functional as F
 from model import GPT, Block, GPTConfig, LayerNorm
 
 OPS = ('add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min', 'identity')
-MAX_VALUE = 1e15  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE] (float64 holds integers to 2^53 ~ 9e15)
+MAX_VALUE = 2.0 ** 53  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE]: float64 holds every integer up to here
 TINY = 1e-12  # floor of |x| under a logarithm and of a denominator's magnitude
 
 # What the value extractor can say a token is, and how each choice updates the number being read:
@@ -65,8 +70,10 @@ KEEP = (0.,) + (1.,) * 10 + (1., 1., 1., 0.)
 FOURIER_PERIODS = tuple(10.0 ** i for i in range(-2, 15))  # 0.01 ... 1e14: the digits from hundredths up
 N_VALUE_FEATURES = 2 + 2 * len(FOURIER_PERIODS)
 SYMBOLS = tuple('0123456789') + ('-', '.', 'end')  # what a position of a canonical decimal string can hold
-MAX_FRAC_DIGITS = 6
+MAX_FRAC_DIGITS = 9  # decimals a rendered value keeps (the corpus writes at most this many)
+SIGNIFICANT_DIGITS = 15  # digits a rendered value keeps: every 15-digit decimal survives a float64 round trip
 POW10 = [10 ** i for i in range(19)]
+MAX_RANK = 16  # recency ranks the controller tells apart (numbers back from a position); older ones share one
 
 
 @dataclass
@@ -74,7 +81,7 @@ class DAGGPTConfig(GPTConfig):
     dag_depth: int = 4  # DAG steps (new nodes) per position; 0 would be a plain GPT (use GPT)
     dag_topk: int = 4  # operand candidates per side whose results the backward pass weighs
     dag_window: int = 24  # longest number, in tokens, the value extractor reads
-    dag_value_loss: float = 1.0  # weight of the auxiliary loss when forward() is given roles / answers
+    dag_value_loss: float = 1.0  # weight of the auxiliary loss when forward() is given roles / steps
 
 
 # -----------------------------------------------------------------------------
@@ -108,12 +115,12 @@ def dag_ops(a, b):
 
 
 def value_features(v):
-    """Bounded features of float64 values v (...) -> float32 (..., N_VALUE_FEATURES): sign, log10(1+|v|)/15,
+    """Bounded features of float64 values v (...) -> float32 (..., N_VALUE_FEATURES): sign, log10(1+|v|)/16,
     and cos, sin of 2 pi v / p for p in FOURIER_PERIODS (computed as (v mod p) / p, exact in float64)."""
     v = v.clamp(-MAX_VALUE, MAX_VALUE)
     periods = torch.tensor(FOURIER_PERIODS, dtype=torch.float64, device=v.device)
     angle = (2 * math.pi * torch.remainder(v[..., None], periods) / periods).float()
-    return torch.cat([torch.sign(v).float()[..., None], (torch.log10(1 + v.abs()) / 15).float()[..., None],
+    return torch.cat([torch.sign(v).float()[..., None], (torch.log10(1 + v.abs()) / 16).float()[..., None],
                       torch.cos(angle), torch.sin(angle)], dim=-1)
 
 
@@ -121,15 +128,17 @@ def render_symbol(v, j):
     """The symbol at index j of the canonical decimal string of v -> long (...) indexing SYMBOLS.
 
     v float64 (...), j long (..., broadcastable). The canonical string is the numeric corpus's answer format:
-    an optional '-', the integer digits, and a '.' with the fractional digits, at most MAX_FRAC_DIGITS, no
-    trailing zeros, no '-0'. Index len(string) and beyond is 'end'. Below 1e9 the value is rounded to
-    MAX_FRAC_DIGITS decimals, above it to an integer (float64 holds no more)."""
+    an optional '-', the integer digits, and a '.' with the fractional digits, no trailing zeros, no '-0'.
+    Index len(string) and beyond is 'end'. v is rounded to SIGNIFICANT_DIGITS significant digits and at most
+    MAX_FRAC_DIGITS decimals: every decimal with that many digits is recovered exactly from the float64 nearest
+    to it (0.1 + 0.2 renders "0.3"), as Python's repr does."""
     a = v.abs().clamp(max=MAX_VALUE)
-    small = a < 1e9
-    scale = torch.where(small, 10.0 ** MAX_FRAC_DIGITS, 1.0)
-    n = torch.round(a * scale).long()  # all the digits, as one integer (< 2^53)
-    frac_room = torch.where(small, MAX_FRAC_DIGITS, 0)
     pow10 = torch.tensor(POW10, device=v.device)
+    # the decimal exponent of a: floor(log10 a), by comparisons (exact where a is the double of a power of 10)
+    exponent = sum((a >= 10.0 ** k).long() for k in range(1, 16)) - sum((a < 10.0 ** -k).long()
+                                                                         for k in range(MAX_FRAC_DIGITS))
+    frac_room = (SIGNIFICANT_DIGITS - 1 - exponent).clamp(0, MAX_FRAC_DIGITS)
+    n = torch.round(a * pow10[frac_room].double()).long()  # all the digits, as one integer (< 10^16)
     trailing = torch.zeros_like(n)
     for z in range(1, MAX_FRAC_DIGITS + 1):  # trailing zeros of the fraction part
         trailing = trailing + ((n % POW10[z] == 0) & (z <= frac_room)).long()
@@ -149,11 +158,19 @@ def render_symbol(v, j):
     return torch.where((neg == 1) & (j == 0), SYMBOLS.index('-'), out)
 
 
-def straight_through(logits):
-    """Hard one-hot of the argmax in the forward pass, softmax gradient in the backward pass. (..., K) -> (..., K)"""
+def straight_through(hard, soft):
+    """The forward value of hard, bit for bit, with the gradient of soft (same shape, float).
+
+    Written hard + (soft - soft.detach()): the bracket is exactly 0 in the forward pass. The tempting
+    hard + soft - soft.detach() rounds twice, and in float32 its "1" is 1 +- 6e-8 in about a fifth of the rows,
+    which made "6 + 9" read as 14.9999999 (issue 8)."""
+    return hard + (soft - soft.detach())
+
+
+def one_hot_argmax(logits):
+    """(..., K) -> (the hard one-hot of the argmax (..., K) float32, the softmax (..., K) float32)."""
     soft = F.softmax(logits.float(), dim=-1)
-    hard = F.one_hot(soft.argmax(-1), soft.size(-1)).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return F.one_hot(soft.argmax(-1), soft.size(-1)).to(soft.dtype), soft
 
 
 def linear_scan(a, b, window):
@@ -173,7 +190,7 @@ def linear_scan(a, b, window):
 # the DAG's modules, in the order data flows through them
 
 def read_numbers(y, window):
-    """Class choices y (B, T, |CLASSES|) float64 (one-hot, or straight-through) -> (the value of the number
+    """Class choices y (B, T, |CLASSES|) float64, hard one-hots (values are exact only for exact ones) -> (the value of the number
     ending at each token (B, T) float64, its length so far in tokens (B, T) float64, 0 outside numbers).
 
     An exact linear recurrence per quantity: the mantissa (digits), the minus sign, the decimal point and the
@@ -187,7 +204,11 @@ def read_numbers(y, window):
     in_fraction = linear_scan(keep, point, window).clamp(0, 1)
     frac_digits = linear_scan(keep, digit * in_fraction, window)
     thousands = linear_scan(keep, k, window)
-    value = (1 - 2 * negative) * mantissa * torch.pow(10.0, 3 * thousands - frac_digits)
+    # mantissa * 1000^k / 10^frac: the integer product is exact, and one division rounds once, so "12.25" is
+    # the float64 nearest 12.25, as Python's float("12.25") (10.0 ** -2 would round twice)
+    pow10 = torch.tensor([10.0 ** i for i in range(23)], dtype=y.dtype, device=y.device)  # exact to 10^22
+    scale = lambda n: pow10[n.round().long().clamp(0, 22)]  # noqa: E731
+    value = (1 - 2 * negative) * mantissa * scale(3 * thousands) / scale(frac_digits)
     length = linear_scan(keep, 1 - y[..., 0], window)
     return value.clamp(-MAX_VALUE, MAX_VALUE), length
 
@@ -206,35 +227,42 @@ class ValueExtractor(nn.Module):
 
     def forward(self, e):
         logits = self.classify(e)
-        y = straight_through(logits)  # (B, T, |CLASSES|)
-        value, length = read_numbers(y.detach().double(), self.window)  # values carry no gradient: the choices do
-        return value, torch.round(length).long(), y, logits
+        hard, soft = one_hot_argmax(logits)  # (B, T, |CLASSES|)
+        value, length = read_numbers(hard.double(), self.window)  # exact: values carry no gradient, the choices do
+        return value, length.long(), straight_through(hard, soft), logits
 
 
 class DAGController(nn.Module):
     """Runs dag_depth steps at every position. Inputs: token node embeddings (B, T, n_embd), token values
-    (B, T) float64, number lengths (B, T), the extractor's class choices (B, T, |CLASSES|), operand and op
-    contexts (B, T, n_embd), and optionally a program that forces the choices: one (a, b, op) per step, a and b
+    (B, T) float64, number lengths (B, T) long, the extractor's class choices (B, T, |CLASSES|), operand and op
+    contexts (B, T, n_embd); optionally a program that forces the choices: one (a, b, op) per step, a and b
     indexing the nodes (token positions 0..T-1, then scratch nodes T, T+1, ...), op a name in OPS; forced
-    choices must be visible from the position that reads them (a test and debugging aid). Returns the scratch values
-    (B, T, dag_depth) float64, their readout features (B, T, dag_depth, N_VALUE_FEATURES + |SYMBOLS|), and the
-    last step's programs: the results of every op on every pair of candidate operands (B, T, K, K, 9) float64
-    and the probability the step gives each (B, T, K, K, 9)."""
+    choices must be visible from the position that reads them (a test and debugging aid); and with_programs,
+    to also return every step's candidate programs (what the auxiliary loss needs).
+
+    Returns a dict: 'values' the scratch values (B, T, dag_depth) float64, exactly the chosen op on the chosen
+    operands' values; 'feats' their readout features (B, T, dag_depth, N_VALUE_FEATURES + |SYMBOLS|); 'emb' the
+    scratch nodes' embeddings (B, T, dag_depth, n_embd);
+    'choices' (B, T, dag_depth, 3) long, the node indices of the two operands and the OPS index of the op;
+    'symbols' (B, T, dag_depth) long, the SYMBOLS index each value renders at the current number position;
+    with with_programs, 'programs': per step, (the results of every op on every pair of candidate operands
+    (B, T, K, K, 9) float64, the probability the step gives each (B, T, K, K, 9))."""
 
     def __init__(self, config):
         super().__init__()
         C = config.n_embd
         self.depth, self.topk = config.dag_depth, config.dag_topk
-        self.step_emb = nn.Embedding(config.dag_depth, C)
+        self.step_emb = nn.Embedding(config.dag_depth, C)  # which step is choosing (added to the contexts)
+        self.scratch_emb = nn.Embedding(config.dag_depth, C)  # which step made a scratch node (in its key)
         self.query = nn.Linear(C, 2 * C)  # one query per operand
         self.key = nn.Linear(C, C)
-        self.rank_emb = nn.Embedding(8, C)  # recency of a number among the numbers before a position
+        self.rank_emb = nn.Embedding(MAX_RANK, C)  # recency of a number among the numbers before a position
         self.op_head = nn.Linear(C, len(OPS))
         self.op_emb = nn.Embedding(len(OPS), C)
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
 
-    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None):
+    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None, with_programs=False):
         B, T, C = node_emb.shape
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_emb = node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes)
@@ -251,29 +279,27 @@ class DAGController(nn.Module):
         # t, ... (capped): "the second-to-last number" is then one learned direction, whatever the lengths
         seen = F.pad(torch.cumsum(ends_before.long(), dim=1)[:, :-1], (1, 0))  # (B, T): ends before t
         rank = (seen[:, :, None] - seen[:, None, :] + (~torch.eye(T, dtype=torch.bool, device=seen.device)).long())
-        rank = rank.clamp(0, self.rank_emb.num_embeddings - 1)  # (B, T, T)
-        values_so_far = values.detach()[:, None, :].expand(B, T, T)  # (B, T, T): for query t, node s
-        scratch_values, scratch_keys, readout = [], [], []
+        rank = rank.clamp(0, MAX_RANK - 1)  # (B, T, T)
+        all_values = values.detach()[:, None, :].expand(B, T, T)  # (B, T, T + k): for query t, node s
+        scratch_keys, readout, embs, choices, symbols, programs = [], [], [], [], [], []
         for k in range(self.depth):
             q_a, q_b = self.query(operand_ctx + self.step_emb.weight[k]).split(C, dim=-1)
             keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(B, T, 0, C)
-            probs_ab = []
-            for q in (q_a, q_b):
+            cand, picked, full = [], [], []  # per operand: the candidates' probabilities (B, T, K) and values (B, T, K)
+            for side, q in enumerate((q_a, q_b)):
                 token_logits = q @ token_keys.transpose(1, 2) + (q @ self.rank_emb.weight.T).gather(-1, rank)
                 logits = torch.cat([token_logits / math.sqrt(C) + token_bias,
-                                    (q[:, :, None, :] * keys).sum(-1) / math.sqrt(C)], dim=-1)  # (B, T, T+k)
+                                    (q[:, :, None, :] * keys).sum(-1) / math.sqrt(C)], dim=-1).float()  # (B, T, T+k)
                 if program is not None:
-                    forced = program[k][len(probs_ab)]
-                    logits = logits + 1e4 * F.one_hot(torch.tensor(forced, device=logits.device), T + k)
-                probs_ab.append((F.softmax(logits.float(), dim=-1), self.explore(logits.float())))
-            all_values = torch.cat([values_so_far, torch.stack(scratch_values, -1)], -1) if scratch_values \
-                else values_so_far
-            K = min(self.topk, T + k)
-            cand = []  # per operand: the candidates' probabilities (B, T, K) and values (B, T, K) float64
-            for probs, noisy in probs_ab:
-                i = noisy.topk(K, dim=-1).indices  # (B, T, K), sorted: index 0 is the hard choice
-                cand.append((probs.gather(-1, i), all_values.gather(-1, i)))
-            (p_a, v_a), (p_b, v_b) = [(p / p.sum(-1, keepdim=True).clamp(min=1e-9), v) for p, v in cand]
+                    logits = logits + 1e4 * F.one_hot(torch.tensor(program[k][side], device=logits.device), T + k)
+                K = min(self.topk, T + k)
+                i = self.explore(logits).topk(K, dim=-1).indices  # (B, T, K), sorted: index 0 is the hard choice
+                probs = F.softmax(logits, dim=-1)
+                full.append(probs)
+                p = probs.gather(-1, i)
+                cand.append((p / p.sum(-1, keepdim=True).clamp(min=1e-9), all_values.gather(-1, i)))
+                picked.append(i[..., 0])
+            (p_a, v_a), (p_b, v_b) = cand
             op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
             if program is not None:
                 op_logits = op_logits + 1e4 * F.one_hot(torch.tensor(OPS.index(program[k][2])), len(OPS))
@@ -287,22 +313,30 @@ class DAGController(nn.Module):
                                  pick(dag_ops(v_a, v_b[..., :1])), pick(dag_ops(v_a[..., :1], v_b))], dim=-1)
             weights = torch.cat([p_op, p_a, p_b], dim=-1)  # (B, T, 9 + 2K)
             value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, T) float64, exact
-            feats = torch.cat([value_features(results),
-                               F.one_hot(render_symbol(results, length[..., None]), len(SYMBOLS)).float()], dim=-1)
+            symbol = render_symbol(results, length[..., None])  # (B, T, 9 + 2K)
+            feats = torch.cat([value_features(results), F.one_hot(symbol, len(SYMBOLS)).float()], dim=-1)
             soft = (weights[..., None] * feats).sum(2)  # (B, T, F)
             hard = feats.gather(2, op_hard[:, :, None, None].expand(B, T, 1, feats.size(-1))).squeeze(2)
-            mixed = hard + (soft - soft.detach()) / 3  # forward: the chosen result; backward: the expectation
-            op_choice = F.one_hot(op_hard, len(OPS)).float() + p_op - p_op.detach()
-            emb = self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op_choice @ self.op_emb.weight
-            scratch_values.append(value)
+            mixed = straight_through(hard, soft / 3)  # forward: the chosen result; backward: the expectation
+            op_choice = straight_through(F.one_hot(op_hard, len(OPS)).float(), p_op)
+            emb = self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op_choice @ self.op_emb.weight \
+                + self.scratch_emb.weight[k]
+            all_values = torch.cat([all_values, value[..., None]], -1)
             scratch_keys.append(self.key(emb))
             readout.append(mixed)
-            self._record(k, op_hard, [p for p, _ in probs_ab], value)
-        # the last step's programs over the candidates: every op on every pair of candidate operands
-        (p_a, v_a), (p_b, v_b) = cand
-        programs = (dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, T, K, K, 9) float64
-                    p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])  # their probability
-        return torch.stack(scratch_values, -1), torch.stack(readout, 2), programs
+            embs.append(emb)
+            choices.append(torch.stack(picked + [op_hard], -1))
+            symbols.append(symbol.gather(-1, op_hard[..., None]).squeeze(-1))
+            if with_programs:  # every op on every pair of candidate operands, and the probability of each
+                programs.append((dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, T, K, K, 9) float64
+                                 p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :]))
+            self._record(k, op_hard, full, value)
+        out = {'values': all_values[:, :, T:], 'feats': torch.stack(readout, 2), 'emb': torch.stack(embs, 2),
+               'choices': torch.stack(choices, 2),
+               'symbols': torch.stack(symbols, -1)}
+        if with_programs:
+            out['programs'] = programs
+        return out
 
     @torch.no_grad()
     def explore(self, logits):
@@ -327,9 +361,10 @@ class DAGController(nn.Module):
 
 
 class DAGReadout(nn.Module):
-    """Readout features of the scratch nodes (B, T, dag_depth, F) -> dag_sem (B, T, n_embd): the scalar-to-
-    embedding projection, one self-attention across the nodes of a position, a mean-pool, a small Block
-    (causal over T)."""
+    """The scratch nodes' readout features (B, T, dag_depth, F) and embeddings (B, T, dag_depth, n_embd) ->
+    dag_sem (B, T, n_embd): the scalar-to-embedding projection of the features plus the node embedding (which
+    says which op and step made it, so every step's embeddings reach the loss, also at dag_depth 1), one
+    self-attention across the nodes of a position, a mean-pool, a small Block (causal over T)."""
 
     def __init__(self, config):
         super().__init__()
@@ -339,16 +374,43 @@ class DAGReadout(nn.Module):
         self.qkv = nn.Linear(C, 3 * C, bias=config.bias)
         self.block = Block(config)
 
-    def forward(self, feats):
-        x = self.proj(feats)  # (B, T, D, C)
+    def forward(self, feats, node_emb):
+        x = self.proj(feats) + node_emb  # (B, T, D, C)
         q, k, v = self.qkv(self.ln(x)).chunk(3, dim=-1)
         x = x + F.scaled_dot_product_attention(q, k, v)  # the nodes of one position, all at the same time t
         return self.block(x.mean(2))
 
 
+def computes(results, target):
+    """Whether float64 results equal target (broadcastable): bitwise, or within 1e-12 relative for what float64
+    cannot do exactly (0.1 + 0.2, log(1000) / log(10)); NaN targets never match. Both render the same digits."""
+    return (results == target) | ((results - target).abs() <= 1e-12 * target.abs())
+
+
+def program_loss(programs, steps):
+    """The auxiliary loss on the DAG's steps: for each step k and position, -log of the total probability of the
+    candidate programs that compute its label (the marginal likelihood of consistent programs, as in weakly
+    supervised semantic parsing, e.g. Liang et al. 2017), averaged over the (step, position) pairs where some
+    candidate does; pairs where none does teach nothing.
+
+    programs: per DAG step, (results (B, T, K, K, 9) float64, probabilities (B, T, K, K, 9)); steps (B, T, S)
+    float64, right-aligned labels (NaN where none), so step k of D is taught column S - D + k."""
+    D, S = len(programs), steps.size(-1)
+    nll, found = [], []
+    for k, (results, probs) in enumerate(programs):
+        if S - D + k < 0:
+            continue
+        exact = computes(results, steps[..., S - D + k, None, None, None].double())
+        p_exact = (probs * exact).flatten(2).sum(-1)  # (B, T)
+        found.append(exact.flatten(2).any(-1))
+        nll.append(-torch.log(p_exact.clamp(min=1e-9)))
+    nll, found = torch.stack(nll), torch.stack(found)
+    return (nll * found).sum() / found.sum().clamp(min=1)
+
+
 class DAGGPT(GPT):
-    """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None, answers=None) -> (logits, loss)
-    as GPT's; the optional labels roles and answers (B, T) (see `dag`; data/numeric writes them) add
+    """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None, steps=None) -> (logits, loss)
+    as GPT's; the optional labels roles (B, T) and steps (B, T, S) (see `dag`; data/numeric writes them) add
     dag_value_loss * the auxiliary loss that teaches the extractor and the DAG's choices."""
     config_class = DAGGPTConfig
 
@@ -370,42 +432,39 @@ class DAGGPT(GPT):
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
         print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
 
-    def dag(self, h, roles=None, answers=None, program=None):
-        """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), the scratch values (B, T, dag_depth)
-        float64, the auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the training
-        dtype. program forces the DAG's choices (see DAGController). The auxiliary loss, when labels are given:
+    def dag(self, h, roles=None, steps=None, program=None):
+        """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG read and did (a dict), the
+        auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the training dtype.
+
+        The dict holds the controller's outputs ('values' (B, T, dag_depth) float64, 'feats', 'choices',
+        'symbols', see DAGController) and the extractor's: 'token_values' (B, T) float64, 'length' (B, T) long.
+        program forces the DAG's choices (see DAGController). The auxiliary loss, when labels are given:
         roles (B, T) long, the CLASSES index of each token (-1 where unknown): cross-entropy that teaches the value
-        extractor; answers (B, T) float, the value the DAG should end with at each position (NaN where none):
-        -log of the probability of the last step's candidate programs that compute it exactly."""
+        extractor; steps (B, T, S) float64, the values the DAG's steps should compute at each position, right-
+        aligned (column S - 1 is the final answer, S - 2 the step before; NaN where none): DAG step k is taught
+        column S - dag_depth + k, by -log of the probability of its candidate programs that compute it."""
         e = self.node_embed(h)
         with torch.autocast(device_type=h.device.type, enabled=False):
             e = e.float()
             token_values, length, classes, class_logits = self.value_extractor(e)
             operand_ctx = self.operand_context(e)
             op_ctx = self.op_context(e)
-            dag_values, feats, (results, probs) = self.controller(e, token_values, length, classes, operand_ctx,
-                                                                  op_ctx, program)
-            dag_sem = self.readout(feats)
+            out = self.controller(e, token_values, length, classes, operand_ctx, op_ctx, program,
+                                  with_programs=steps is not None)
+            dag_sem = self.readout(out['feats'], out['emb'])
+        out.update(token_values=token_values, length=length)
         losses = []
         if roles is not None:
             losses.append(F.cross_entropy(class_logits.float().view(-1, len(CLASSES)), roles.view(-1), ignore_index=-1))
-        if answers is not None:
-            # the programs among the last step's candidates that give the stated result exactly: raise their
-            # total probability (the marginal likelihood of consistent programs, as in weakly supervised
-            # semantic parsing); positions where none does teach nothing here
-            target = answers.double()[..., None, None, None]
-            exact = (results - target).abs() <= 1e-6 * target.abs().clamp(min=1)  # NaN targets: never exact
-            p_exact = (probs * exact).flatten(2).sum(-1)  # (B, T)
-            found = exact.flatten(2).any(-1)
-            nll = -torch.log(p_exact.clamp(min=1e-9))
-            losses.append((nll * found).sum() / found.sum().clamp(min=1))
-        return dag_sem, dag_values, sum(losses) if losses else None
+        if steps is not None:
+            losses.append(program_loss(out.pop('programs'), steps))
+        return dag_sem, out, sum(losses) if losses else None
 
-    def forward(self, idx, targets=None, roles=None, answers=None, kv_cache=None):
+    def forward(self, idx, targets=None, roles=None, steps=None, kv_cache=None):
         if kv_cache is not None:
             raise ValueError("DAGGPT has no KV-cache path: generate() re-runs the context (use_cache is ignored)")
         h = self.hidden_states(idx)
-        dag_sem, _, value_loss = self.dag(h, roles, answers)
+        dag_sem, _, value_loss = self.dag(h, roles, steps)
         gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
         self._gate_mean = gate.detach().mean()
         x = h + (gate * dag_sem).to(h.dtype)
