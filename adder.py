@@ -293,6 +293,13 @@ EDGE_CASES = [
 ]
 
 
+def random_pairs(n_random=10000, seed=2025):
+    """The protocol's random operands: [(a, b)] * n_random, a = rng.randint(0, 9999999999) then b the same,
+    with rng = random.Random(seed)."""
+    rng = random.Random(seed)
+    return [(rng.randint(0, MAX_OPERAND), rng.randint(0, MAX_OPERAND)) for _ in range(n_random)]
+
+
 def evaluate(model_or_build_fn, add_fn, n_random=10000, seed=2025):
     """Score any model on the AdderBoard protocol: the 10 EDGE_CASES, then n_random pairs drawn with
     random.Random(seed) as a = rng.randint(0, 9999999999); b = rng.randint(0, 9999999999). Passes at 99% accuracy.
@@ -306,12 +313,7 @@ def evaluate(model_or_build_fn, add_fn, n_random=10000, seed=2025):
         model, metadata = model_or_build_fn, dict(name=type(model_or_build_fn).__name__)
     else:
         model, metadata = model_or_build_fn()
-    rng = random.Random(seed)
-    randoms = []
-    for _ in range(n_random):
-        a = rng.randint(0, MAX_OPERAND)
-        b = rng.randint(0, MAX_OPERAND)
-        randoms.append((a, b))
+    randoms = random_pairs(n_random, seed)
     failures = []
 
     def n_correct(pairs):

@@ -20,6 +20,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # name: (description, train.py overrides); 'gpt' matches GPT+DAG's parameter count with a deeper trunk
 MODELS = {
     'dag': ('GPT+DAG, 4 layers, dag_depth 4', ['--dag_depth=4']),
+    'dag-nolabels': ('GPT+DAG, no auxiliary labels (LM loss only)', ['--dag_depth=4', '--dag_value_loss=0']),
     'gpt': ('GPT, 8 layers (about the same parameters)', ['--n_layer=8']),
     'gpt4': ('GPT, 4 layers (the same trunk)', []),
 }

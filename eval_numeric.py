@@ -13,11 +13,13 @@ line, one JSON object with the same numbers (see `score`) plus checkpoint, iter_
 
 $ python eval_numeric.py --out_dir=out-numeric
 $ python eval_numeric.py --out_dir=out-numeric --split=extrap --max_problems=100 --show_errors=10
+$ python eval_numeric.py --out_dir=out-numeric --suite=length   # 10-digit adds (AdderBoard), length grid
 
-As a library: load_problems, answer_problems, score, format_table.
+As a library: load_problems, length_problems, answer_problems, score, format_table, format_grid.
 """
 import json
 import os
+import random
 import sys
 import time
 
@@ -97,10 +99,55 @@ def _tally(correct):
     return {'acc': sum(correct) / n if n else 0.0, 'n': n, 'correct': sum(correct)}
 
 
+GRID_OPS = {'add': ('+', lambda a, b: a + b), 'subtract': ('-', lambda a, b: a - b),
+            'multiply': ('*', lambda a, b: a * b)}
+
+
+def length_problems(grid_lengths=range(1, 13), per_cell=100, seed=2025):
+    """Length-extrapolation problems, phrased as the corpus's "{a} + {b} = " (dicts as in problems.jsonl):
+
+    split 'adder': AdderBoard's protocol, its 10 edge cases then 10,000 pairs of operands up to 9999999999 drawn
+    with random.Random(2025) (adder.EDGE_CASES, adder.random_pairs); split 'grid': for each op of GRID_OPS and
+    each operand length L in grid_lengths, per_cell problems whose two operands have exactly L digits and whose
+    answer is below 2^53 (float64 holds it; a cell where none is, such as 9-digit products, is left out), drawn
+    with random.Random(f'grid:{seed}')."""
+    from adder import EDGE_CASES, random_pairs
+    problems = [dict(prompt=f'{a} + {b} = ', answer=str(a + b), split='adder', op='add',
+                     digits=max(len(str(a)), len(str(b)))) for a, b in EDGE_CASES + random_pairs()]
+    rng = random.Random(f'grid:{seed}')
+    for op, (symbol, fn) in GRID_OPS.items():
+        for L in grid_lengths:
+            lo, hi = (0 if L == 1 else 10 ** (L - 1)), 10 ** L - 1
+            if abs(fn(lo, lo)) >= 2 ** 53 and abs(fn(lo, hi)) >= 2 ** 53:
+                continue
+            cell = []
+            while len(cell) < per_cell:
+                a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+                if abs(fn(a, b)) < 2 ** 53:
+                    cell.append(dict(prompt=f'{a} {symbol} {b} = ', answer=str(fn(a, b)), split='grid', op=op,
+                                     digits=L))
+            problems += cell
+    return problems
+
+
+def format_grid(problems, answers):
+    """Exact match of the 'grid' problems as a table: one row per operand length, one column per op."""
+    cells = {}
+    for p, a in zip(problems, answers):
+        if p['split'] == 'grid':
+            cells.setdefault((p['digits'], p['op']), []).append(a == p['answer'])
+    lines = ['digits ' + ''.join(f'{op:>10s}' for op in GRID_OPS)]
+    for L in sorted({L for L, _ in cells}):
+        lines.append(f'{L:6d} ' + ''.join(f"{100 * sum(c) / len(c):9.1f}%" if (c := cells.get((L, op))) else
+                                          f"{'-':>10s}" for op in GRID_OPS))
+    return '\n'.join(lines)
+
+
 def score(problems, answers):
     """Exact-match accuracy of answers (list[str]) to problems (dicts with answer, split, op, digits).
 
-    Returns {'overall': T, 'by_split': {split: T}, 'by_op': {op: T}, 'by_digits': {str(digits): T}} where each T
+    Returns {'overall': T, 'by_split': {split: T}, 'by_op': {op: T}, 'by_digits': {str(digits): T},
+    'by_steps': {str(steps): T}} where each T
     is {'acc': float in [0, 1], 'n': int, 'correct': int}; splits and ops in order of first appearance, digits in
     increasing order (as strings, so the dict survives a JSON round trip unchanged). Raises ValueError when the
     two lists differ in length."""
@@ -108,11 +155,11 @@ def score(problems, answers):
         raise ValueError(f"score: {len(problems)} problems but {len(answers)} answers")
     hits = [a == p['answer'] for p, a in zip(problems, answers)]
     result = {'overall': _tally(hits)}
-    for name, key in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits')):
+    for name, key in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits'), ('by_steps', 'steps')):
         groups = {}
         for p, hit in zip(problems, hits):
-            groups.setdefault(p[key], []).append(hit)
-        order = sorted(groups) if key == 'digits' else groups
+            groups.setdefault(p.get(key, 1), []).append(hit)  # a problem without 'steps' is one step
+        order = sorted(groups) if key in ('digits', 'steps') else groups
         result[name] = {str(k): _tally(groups[k]) for k in order}
     return result
 
@@ -124,7 +171,7 @@ def format_table(scores):
     def row(label, t):
         lines.append(f"{label:16s} {100 * t['acc']:6.2f}%  {t['correct']:>7d}/{t['n']}")
     row('overall', scores['overall'])
-    for name, label in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits')):
+    for name, label in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits'), ('by_steps', 'steps')):
         lines.append(f"-- by {label}")
         for k, t in scores[name].items():
             row(f"  {k}", t)
@@ -138,6 +185,8 @@ if __name__ == '__main__':
 
     # -----------------------------------------------------------------------------
     out_dir = 'out'  # evaluates out_dir/ckpt.pt
+    suite = 'heldout'  # 'heldout': problems.jsonl; 'length': AdderBoard's 10-digit protocol and a grid of operand
+    # lengths 1..12 for + - * (length_problems), phrased "a + b = ", with the grid printed as a table
     problems = ''  # problems.jsonl to score; '' = data/<dataset>/problems.jsonl, dataset from the checkpoint's config
     split = ''  # '' = every split, or 'test' / 'extrap'
     max_problems = 0  # 0 = all; else the first max_problems of each split (deterministic)
@@ -164,9 +213,11 @@ if __name__ == '__main__':
     # the vocabulary the model was trained with; a checkpoint with no dataset uses the one next to the problems
     meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else os.path.join(os.path.dirname(problems),
                                                                                       'meta.pkl')
+    if suite not in ('heldout', 'length'):
+        sys.exit(f"unknown suite {suite!r}: use 'heldout' (problems.jsonl) or 'length' (10-digit adds, length grid)")
     try:
-        held_out = load_problems(problems, split, max_problems)
-    except FileNotFoundError as e:
+        held_out = load_problems(problems, split, max_problems) if suite == 'heldout' else length_problems()
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(str(e))
     encode, decode = load_codec(meta_path)
 
@@ -178,9 +229,12 @@ if __name__ == '__main__':
                   dag_depth=checkpoint['model_args'].get('dag_depth', 0))
 
     print(f"{ckpt_path}: iter {result['iter_num']}, {result['n_params']:,} params, dag_depth {result['dag_depth']}; "
-          f"{len(held_out)} problems from {problems} in {dt:.1f}s")
+          f"{len(held_out)} problems from {problems if suite == 'heldout' else 'the length suite'} in {dt:.1f}s")
     wrong = [(p, a) for p, a in zip(held_out, answers) if a != p['answer']]
     for p, a in wrong[:show_errors]:
         print(f"wrong ({p['split']}, {p['op']}): {p['prompt']!r} expected {p['answer']!r} got {a!r}")
     print(format_table(result))
+    if suite == 'length':
+        print('-- exact match by operand length (both operands), grid')
+        print(format_grid(held_out, answers))
     print(json.dumps(result))

@@ -62,7 +62,7 @@ dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
 dag_depth = 0  # 0: plain GPT; > 0: GPT+DAG with this many DAG steps (dag_model.py)
 dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss on labelled numbers, used when the dataset has the
-# labels (data/<dataset>/train_roles.bin, train_answers.bin, written by data/numeric/prepare.py); 0 = off
+# labels (data/<dataset>/train_roles.bin, _answer_of.bin, _steps.npy, written by data/numeric/prepare.py); 0 = off
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
@@ -135,23 +135,42 @@ for split in ('train', 'val'):
                  f"e.g. python {os.path.join(data_dir, 'prepare.py')}")
 
 
-def get_batch(split, labels=()):
+def get_batch(split, with_labels=False):
+    """A batch of block_size windows: x, y (B, T) long, and the DAG's auxiliary labels as a dict (see
+    get_labels; empty unless with_labels)."""
     # We recreate np.memmap every batch to avoid a memory leak, as per
     # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
     if len(data) <= block_size:
         sys.exit(f"{split}.bin has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}")
     ix = torch.randint(len(data) - block_size, (batch_size,))
-    batch = [torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix]),
-             torch.stack([torch.from_numpy((data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])]
-    for name in labels:  # the DAG's auxiliary labels, aligned with the tokens x
-        arr = np.memmap(os.path.join(data_dir, f'{split}_{name}.bin'), dtype=LABEL_DTYPES[name], mode='r')
-        batch.append(torch.stack([torch.from_numpy(arr[i:i + block_size].astype(np.int64 if name == 'roles'
-                                                                               else np.float64)) for i in ix]))
+    x = torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix])
+    y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])
+    labels = get_labels(split, ix) if with_labels else {}
     if device_type == 'cuda':
         # pin arrays x,y, which allows us to move them to GPU asynchronously (non_blocking=True)
-        return [t.pin_memory().to(device, non_blocking=True) for t in batch]
-    return [t.to(device) for t in batch]
+        move = lambda t: t.pin_memory().to(device, non_blocking=True)  # noqa: E731
+    else:
+        move = lambda t: t.to(device)  # noqa: E731
+    return move(x), move(y), {name: move(t) for name, t in labels.items()}
+
+
+# GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
+# them): the role of each token in a number (a digit, a separator, ...), and the value of every step of the
+# stated result's computation at the positions that write it
+LABEL_FILES = ('roles.bin', 'answer_of.bin', 'steps.npy')
+
+
+def get_labels(split, ix):
+    """The labels of the windows starting at ix, aligned with x: {'roles': (B, T) long, the CLASSES index of
+    each token; 'steps': (B, T, S) float64, the problem's step values right-aligned, NaN outside answers}."""
+    path = lambda name: os.path.join(data_dir, f'{split}_{name}')  # noqa: E731
+    roles = np.memmap(path('roles.bin'), dtype=np.uint8, mode='r')
+    answer_of = np.memmap(path('answer_of.bin'), dtype=np.int32, mode='r')  # the problem a token answers, or -1
+    steps = np.load(path('steps.npy'), mmap_mode='r')  # (problems, S)
+    rows = np.stack([answer_of[i:i + block_size] for i in ix])  # (B, T)
+    return {'roles': torch.stack([torch.from_numpy(roles[i:i + block_size].astype(np.int64)) for i in ix]),
+            'steps': torch.from_numpy(np.where(rows[..., None] >= 0, steps[np.maximum(rows, 0)], np.nan))}
 
 
 # init these up here, can override if init_from='resume' (i.e. from a checkpoint)
@@ -205,13 +224,10 @@ if block_size < model.config.block_size:
     model.crop_block_size(block_size)
     model_args['block_size'] = block_size  # so that the checkpoint will have the right value
 model.to(device)
-# GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
-# them): the role of each token in a number (a digit, a separator, ...) and the value a stated result has
-LABEL_DTYPES = {'roles': np.uint8, 'answers': np.float64}
-labels = tuple(name for name in LABEL_DTYPES if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0
-               and os.path.isfile(os.path.join(data_dir, f'train_{name}.bin')))
-if labels:
-    print(f"GPT+DAG auxiliary labels: {', '.join(labels)} (weight dag_value_loss={dag_value_loss})")
+use_labels = model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and \
+    all(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES)
+if use_labels:
+    print(f"GPT+DAG auxiliary labels: roles and step values (weight dag_value_loss={dag_value_loss})")
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
@@ -249,7 +265,7 @@ def estimate_loss():
     for split in ['train', 'val']:
         losses = torch.zeros(eval_iters)
         for k in range(eval_iters):
-            X, Y = get_batch(split)  # the language-model loss only, comparable across GPT and GPT+DAG
+            X, Y, _ = get_batch(split)  # the language-model loss only, comparable across GPT and GPT+DAG
             with ctx:
                 logits, loss = model(X, Y)
             losses[k] = loss.item()
@@ -296,7 +312,7 @@ if wandb_log and master_process:
 # training loop
 train_start = time.time()
 batch_rng_state = torch.get_rng_state()
-X, Y, *L = get_batch('train', labels)  # fetch the very first batch (L: the labels, if any)
+X, Y, L = get_batch('train', use_labels)  # fetch the very first batch (L: the DAG's labels, if any)
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
 running_mfu = -1.0
@@ -359,13 +375,13 @@ while True:
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         with ctx:
-            logits, loss = model(X, Y, *L)
+            logits, loss = model(X, Y, **L)
             loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
         # immediately async prefetch next batch while model is doing the forward pass on the GPU.
         # The generator state just before it is what a checkpoint saves: a resume replays this draw
         # and then the same eval as here, so it sees exactly the batches an uninterrupted run would
         batch_rng_state = torch.get_rng_state()
-        X, Y, *L = get_batch('train', labels)
+        X, Y, L = get_batch('train', use_labels)
         # backward pass, with gradient scaling if training in fp16
         scaler.scale(loss).backward()
     # clip the gradient

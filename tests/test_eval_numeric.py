@@ -109,10 +109,11 @@ def test_load_problems(tmp_path):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    """A working directory with a tiny numeric corpus (40 test + 20 extrap problems) and a 20-iteration GPT in out/."""
+    """A working directory with a tiny numeric corpus (40 test, 20 extrap, 20 phrasing problems) and a 20-iteration
+    GPT in out/."""
     work = tmp_path_factory.mktemp('eval_numeric')
     run_script('data/numeric/prepare.py', '--out_dir', work / 'data' / 'numeric', '--n_train=2000', '--n_val=200',
-               '--n_test=40', '--n_extrap=20', cwd=work)
+               '--n_test=40', '--n_extrap=20', '--n_phrasing=20', cwd=work)
     run_script('train.py', '--dataset=numeric', '--device=cpu', '--compile=False', '--n_layer=1', '--n_head=2',
                '--n_embd=32', '--block_size=64', '--batch_size=8', '--max_iters=20', '--eval_interval=20',
                '--eval_iters=2', '--gradient_accumulation_steps=1', '--out_dir=out', cwd=work)
@@ -122,14 +123,14 @@ def trained(tmp_path_factory):
 def test_script_end_to_end(trained):
     proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', cwd=trained)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result) == {'overall', 'by_split', 'by_op', 'by_digits', 'checkpoint', 'iter_num', 'n_params',
-                           'dag_depth'}
-    assert result['overall']['n'] == 60 and 0 <= result['overall']['acc'] <= 1
-    assert {k: t['n'] for k, t in result['by_split'].items()} == {'test': 40, 'extrap': 20}
+    assert set(result) == {'overall', 'by_split', 'by_op', 'by_digits', 'by_steps', 'checkpoint', 'iter_num',
+                           'n_params', 'dag_depth'}
+    assert result['overall']['n'] == 80 and 0 <= result['overall']['acc'] <= 1
+    assert {k: t['n'] for k, t in result['by_split'].items()} == {'test': 40, 'extrap': 20, 'phrasing': 20}
     assert set(result['by_op']) == {'add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min',
                                     'identity', 'multi'}
-    for group in ('by_split', 'by_op', 'by_digits'):
-        assert sum(t['n'] for t in result[group].values()) == 60
+    for group in ('by_split', 'by_op', 'by_digits', 'by_steps'):
+        assert sum(t['n'] for t in result[group].values()) == 80
         assert sum(t['correct'] for t in result[group].values()) == result['overall']['correct']
     assert result['iter_num'] == 20 and result['dag_depth'] == 0 and result['n_params'] > 0
     assert '-- by op' in proc.stdout
@@ -145,6 +146,27 @@ def test_script_errors(trained):
                       check=False)
     assert proc.returncode != 0 and 'python data/numeric/prepare.py' in proc.stderr
     encode_chars, decode_chars = load_codec(str(trained / 'data' / 'numeric' / 'meta.pkl'))
-    bad = [dict(PROBLEMS[0], prompt='1+2=@')]
-    with pytest.raises(ValueError, match=r"\['@'\] are not in the vocabulary"):
+    bad = [dict(PROBLEMS[0], prompt='1+2=€')]  # the vocabulary is printable ASCII
+    with pytest.raises(ValueError, match=r"\['€'\] are not in the vocabulary"):
         answer_problems(Oracle(PROBLEMS), encode_chars, decode_chars, bad)
+
+
+def test_length_problems():
+    """AdderBoard's protocol (the adder's own edge cases and random pairs) and the operand-length grid."""
+    from adder import EDGE_CASES, random_pairs
+    problems = eval_numeric.length_problems()
+    adder = [p for p in problems if p['split'] == 'adder']
+    assert len(adder) == 10010 and adder[1] == {'prompt': '9999999999 + 1 = ', 'answer': '10000000000',
+                                                  'split': 'adder', 'op': 'add', 'digits': 10}
+    a, b = random_pairs()[0]
+    assert adder[10]['prompt'] == f'{a} + {b} = ' and len(EDGE_CASES) == 10
+    grid = [p for p in problems if p['split'] == 'grid']
+    cells = {(p['op'], p['digits']) for p in grid}
+    assert ('add', 12) in cells and ('multiply', 8) in cells and ('multiply', 9) not in cells  # 9 digits: > 2^53
+    for p in grid:
+        x, symbol, y = p['prompt'][:-3].split(' ')
+        assert len(x) == len(y) == p['digits'] and symbol == eval_numeric.GRID_OPS[p['op']][0]
+        assert int(p['answer']) == eval_numeric.GRID_OPS[p['op']][1](int(x), int(y)) and abs(int(p['answer'])) < 2 ** 53
+    assert eval_numeric.length_problems() == problems  # deterministic
+    table = eval_numeric.format_grid(problems, [p['answer'] if p['op'] == 'add' else '' for p in problems])
+    assert table.splitlines()[1].split() == ['1', '100.0%', '0.0%', '0.0%'] and table.splitlines()[12].split()[-1] == '-'
