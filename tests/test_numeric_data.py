@@ -1,5 +1,5 @@
-"""Tests for data/numeric/prepare.py: determinism, exact answers checked from the prompt text alone, splits, files."""
-import importlib.util
+"""Tests for data/numeric/prepare.py: determinism, exact answers and step values recomputed from the prompt text
+alone, held-out phrasings, splits, label files, the CLI."""
 import json
 import os
 import pickle
@@ -13,19 +13,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from data.numeric import prepare as prep
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZES = dict(n_train=3000, n_val=300, n_test=400, n_extrap=200)
-
-
-def load_prepare():
-    """data/numeric/prepare.py is a script, not a package: import it from its path."""
-    spec = importlib.util.spec_from_file_location("numeric_prepare", os.path.join(ROOT, "data", "numeric", "prepare.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = load_prepare()
+SIZES = dict(n_train=3000, n_val=300, n_test=400, n_extrap=200, n_phrasing=200)
 
 
 @pytest.fixture(scope="module")
@@ -34,35 +25,41 @@ def corpus(tmp_path_factory):
     summary = prep.prepare(out_dir, seed=1337, **SIZES)
     with open(os.path.join(out_dir, "meta.pkl"), "rb") as f:
         meta = pickle.load(f)
-    texts, aux = {}, {}
+    texts, labels = {}, {}
     for split in ("train", "val"):
-        ids = np.memmap(os.path.join(out_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
+        ids = np.fromfile(os.path.join(out_dir, f"{split}.bin"), dtype=np.uint16)
         texts[split] = "".join(meta["itos"][int(i)] for i in ids)
-        aux[split] = np.memmap(os.path.join(out_dir, f"{split}_values.bin"), dtype=np.float64, mode="r")
+        labels[split] = {name: np.fromfile(os.path.join(out_dir, f"{split}_{name}.bin"), dtype=dtype)
+                         for name, dtype in (("roles", np.uint8), ("answer_of", np.int32))}
+        labels[split]["steps"] = np.load(os.path.join(out_dir, f"{split}_steps.npy"))
     with open(os.path.join(out_dir, "problems.jsonl")) as f:
         problems = [json.loads(line) for line in f]
-    return dict(dir=out_dir, summary=summary, meta=meta, texts=texts, aux=aux, problems=problems)
+    return dict(dir=out_dir, summary=summary, meta=meta, texts=texts, labels=labels, problems=problems)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# An evaluator written for the tests, independent of the generator's arithmetic: it reads only the prompt text.
+# An evaluator written for the tests, independent of the generator's arithmetic: it reads only the prompt text,
+# matching it against every template (a slot is one number, or for "multi" an expression) and computing the result.
 
-UNSIGNED = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?k?")
+UNSIGNED = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?k?"
+NUMBER_SLOT = rf"(?:\(-{UNSIGNED}\)|-?{UNSIGNED})"
+EXPR_SLOT = r"(?:[-0-9,.k()+/ ]|(?<!\*)\*(?!\*)|max|min)+"
 CANONICAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d*[1-9])?")
-SYMBOLIC = re.compile(r"(?:[0-9,.k()+\-*/^_ ]|max|min|log)+")
-TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?k?)|(?P<op>\*\*|max|min|log|[-+*/^(),_]))")
-# One-step verbal phrasings: words that name the op (the symbolic ones are evaluated instead).
-KEYWORDS = {
-    "add": ("plus", "sum of", "Add "),
-    "subtract": ("minus", "difference of", "Subtract "),
-    "multiply": ("times", "product of", "multiplied by", "Multiply "),
-    "divide": ("divided by", "quotient of", "Divide "),
-    "log": ("log base", "logarithm base"),
-    "pow": ("to the power",),
-    "max": ("maximum of", "larger"),
-    "min": ("minimum of", "smaller"),
-    "identity": ("as digits", "in digits", "What number is", "written out"),
+TOKEN = re.compile(rf"\s*(?:(?P<num>{UNSIGNED})|(?P<op>max|min|[-+*/(),]))")
+BINARY = {
+    "add": lambda a, b: a + b, "subtract": lambda a, b: a - b, "multiply": lambda a, b: a * b,
+    "divide": lambda a, b: a / b, "max": max, "min": min,
 }
+
+
+def template_regex(category, template):
+    slot = EXPR_SLOT if category == "multi" else NUMBER_SLOT
+    pieces = re.split(r"\{(\w+)\}", template)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{slot})" for i, p in enumerate(pieces)))
+
+
+REGEXES = {name: [(c, t, template_regex(c, t)) for c, ts in table.items() for t in ts]
+           for name, table in (("train", prep.TEMPLATES), ("held_out", prep.HELD_OUT_TEMPLATES))}
 
 
 def exact_log(base, x):
@@ -73,19 +70,13 @@ def exact_log(base, x):
     return Fraction(k)
 
 
-def numbers_in(text):
-    """[(start, end, value)] of every number in text; '-' is a sign when it does not follow a number or ')'."""
-    found = []
-    for m in UNSIGNED.finditer(text):
-        value, start = prep.parse_number(m.group()), m.start()
-        if start > 0 and text[start - 1] == "-" and (start < 2 or text[start - 2] not in "0123456789k)."):
-            value, start = -value, start - 1
-        found.append((start, m.end(), value))
-    return found
+def slot_value(text):
+    return prep.parse_number(text[1:-1] if text.startswith("(") else text)
 
 
-def evaluate_symbolic(expr):
-    """Exact value of a symbolic expression: + - * / ^ ** unary minus, parentheses, max(,), min(,), log_b(x)."""
+def evaluate_expression(expr):
+    """Exact value of an infix expression (+ - * / unary minus, parentheses, max(,), min(,)) and the (op, value)
+    of every binary op in evaluation order."""
     tokens, pos = [], 0
     while pos < len(expr):
         m = TOKEN.match(expr, pos)
@@ -93,7 +84,7 @@ def evaluate_symbolic(expr):
         tokens.append(("num", prep.parse_number(m.group("num"))) if m.group("num") else ("op", m.group("op")))
         pos = m.end()
     tokens.append(("op", "end"))
-    i = 0
+    i, steps = 0, []
 
     def take(expected=None):
         nonlocal i
@@ -102,34 +93,29 @@ def evaluate_symbolic(expr):
         i += 1
         return value
 
-    def peek():
-        return tokens[i][1]
+    def record(op, a, b):
+        steps.append((op, BINARY[op](a, b)))
+        return steps[-1][1]
 
     def sum_():
         value = product()
-        while peek() in ("+", "-"):
-            value = value + product() if take() == "+" else value - product()
+        while tokens[i][1] in ("+", "-"):
+            op = {"+": "add", "-": "subtract"}[take()]
+            value = record(op, value, product())
         return value
 
     def product():
         value = unary()
-        while peek() in ("*", "/"):
-            value = value * unary() if take() == "*" else value / unary()
+        while tokens[i][1] in ("*", "/"):
+            op = {"*": "multiply", "/": "divide"}[take()]
+            value = record(op, value, unary())
         return value
 
     def unary():
-        if peek() == "-":
+        if tokens[i][1] == "-":
             take()
-            return -unary()
-        value = atom()
-        if peek() in ("^", "**"):
-            take()
-            exponent = unary()
-            assert exponent.denominator == 1 and exponent >= 0
-            value = value ** int(exponent)
-        return value
-
-    def atom():
+            assert tokens[i][0] == "num", f"a '-' sign must precede a number in {expr!r}"
+            return -take()
         if tokens[i][0] == "num":
             return take()
         name = take()
@@ -137,55 +123,69 @@ def evaluate_symbolic(expr):
             value = sum_()
             take(")")
             return value
-        if name in ("max", "min"):
-            take("(")
-            a = sum_()
-            take(",")
-            b = sum_()
-            take(")")
-            return max(a, b) if name == "max" else min(a, b)
-        assert name == "log", f"unexpected {name!r} in {expr!r}"
-        if peek() == "_":
-            take()
-        base = take()
+        assert name in ("max", "min"), f"unexpected {name!r} in {expr!r}"
         take("(")
-        x = sum_()
+        a = sum_()
+        take(",")
+        b = sum_()
         take(")")
-        return exact_log(base, x)
+        return record(name, a, b)
 
     value = sum_()
     take("end")
-    return value
+    return value, steps
 
 
-def evaluate_prompt(prompt):
-    """(exact answer, op name or None) from the prompt text alone."""
-    for wrapper in (r"(.*) = ", r"(.*)=", r"What is (.*)\? ", r"Compute (.*): ", r"(.*) equals "):
-        m = re.fullmatch(wrapper, prompt)
-        if m and SYMBOLIC.fullmatch(m.group(1)):
-            return evaluate_symbolic(m.group(1)), None
-    ops = [op for op, words in KEYWORDS.items() if any(w in prompt for w in words)]
-    assert len(ops) == 1, f"cannot tell the op of {prompt!r}: {ops}"
-    op, values = ops[0], [v for _, _, v in numbers_in(prompt)]
-    assert len(values) == (1 if op == "identity" else 2), f"{prompt!r}: {values}"
-    if op == "identity":
-        return values[0], op
-    a, b = values
-    if op == "subtract" and " from " in prompt:
-        a, b = b, a
-    result = {
-        "add": lambda: a + b, "subtract": lambda: a - b, "multiply": lambda: a * b, "divide": lambda: a / b,
-        "log": lambda: exact_log(a, b), "pow": lambda: a ** int(b), "max": lambda: max(a, b), "min": lambda: min(a, b),
-    }[op]()
-    return result, op
+def interpret(category, groups):
+    """(exact answer, [(op, exact value)] of every step) of one template match."""
+    if category == "multi":
+        return evaluate_expression(groups["a"])
+    a = slot_value(groups["a"])
+    if category == "identity":
+        return a, [("identity", a)]
+    b = slot_value(groups["b"])
+    if category == "log":
+        value = exact_log(a, b)
+    elif category == "pow":
+        assert b.denominator == 1 and b >= 0
+        value = a ** int(b)
+    else:
+        value = BINARY[category](a, b)
+    return value, [(category, value)]
 
 
-def check_line(prompt, answer):
+def interpretations(prompt, table):
+    """Every reading of prompt by a template of table ('train' or 'held_out'): [(category, template, groups,
+    value, steps)]; a "multi" reading needs 2+ ops (a shorter expression is another category's template)."""
+    found = []
+    for category, template, regex in REGEXES[table]:
+        m = regex.fullmatch(prompt)
+        if m:
+            value, steps = interpret(category, m.groupdict())
+            if category != "multi" or len(steps) >= 2:
+                found.append((category, template, m.groupdict(), value, steps))
+    return found
+
+
+def assert_exact_in_float64(x):
+    assert abs(x) < 2**53 and len(prep.format_answer(abs(x)).replace(".", "").lstrip("0")) <= 15, x
+    assert Fraction(repr(float(x))) == x, f"{x} does not survive float64"
+
+
+def check_line(prompt, answer, table="train"):
+    """Asserts the prompt has exactly one reading, by a template of table and by none of the other table, and that
+    its result is answer, exactly and canonically; returns (category, template, groups, value, steps)."""
+    assert "\n" not in prompt
     assert CANONICAL.fullmatch(answer) and answer != "-0", f"answer {answer!r} is not canonical"
-    expected, op = evaluate_prompt(prompt)
-    assert Fraction(answer) == expected, f"{prompt!r} answered {answer!r}, expected {expected}"
-    assert abs(expected) < 2**53
-    return op
+    other = {"train": "held_out", "held_out": "train"}[table]
+    assert not [t for c, t, r in REGEXES[other] if r.fullmatch(prompt)], f"{prompt!r} reads as a {other} template"
+    found = interpretations(prompt, table)
+    assert len(found) == 1, f"{prompt!r} has {len(found)} readings: {[f[:2] for f in found]}"
+    reading = found[0]
+    assert Fraction(answer) == reading[3], f"{prompt!r} answered {answer!r}, expected {reading[3]}"
+    for _, value in reading[4]:
+        assert_exact_in_float64(value)
+    return reading
 
 
 def split_line(line):
@@ -194,8 +194,30 @@ def split_line(line):
     return line[: m.start()], m.group()
 
 
+def numbers_in(text):
+    """[(start, end, value)] of every number in text; '-' is a sign when it does not follow a number or ')'."""
+    found = []
+    for m in re.finditer(UNSIGNED, text):
+        value, start = prep.parse_number(m.group()), m.start()
+        if start > 0 and text[start - 1] == "-" and (start < 2 or text[start - 2] not in "0123456789k)."):
+            value, start = -value, start - 1
+        found.append((start, m.end(), value))
+    return found
+
+
 def max_operand_digits(prompt):
     return max(len(str(int(abs(v)))) for _, _, v in numbers_in(prompt))
+
+
+def check_problem(p):
+    """A problem dict (from make_problem or problems.jsonl) against its own prompt text."""
+    table = "held_out" if p["split"] == "phrasing" else "train"
+    category, template, _, value, steps = check_line(p["prompt"], p["answer"], table)
+    assert (category, template) == (p["op"], p["template"])
+    assert p["value"] == float(value)
+    assert p["ops"] == [op for op, _ in steps] and p["steps"] == len(steps) == len(p["step_values"])
+    assert p["step_values"] == [float(v) for _, v in steps] and p["step_values"][-1] == p["value"]
+    assert p["digits"] == max_operand_digits(p["prompt"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -207,29 +229,52 @@ def test_format_answer_and_parse_number():
     assert prep.format_answer(Fraction(-1, 4)) == "-0.25"
     assert prep.format_answer(Fraction(0)) == "0" and prep.format_answer(-Fraction(0)) == "0"
     assert prep.format_answer(Fraction(12500, 1000)) == "12.5"
+    assert prep.format_answer(Fraction(1, 10**9)) == "0.000000001"
     with pytest.raises(ValueError):
         prep.format_answer(Fraction(1, 3))
     cases = {"12,345": 12345, "-7": -7, "12.5": Fraction(25, 2), "3k": 3000, "2.5k": 2500, "-1,234.05": Fraction(-123405, 100),
-             "0": 0, "12.25k": 12250}
+             "0": 0, "12.25k": 12250, "0.123456789": Fraction(123456789, 10**9)}
     for text, value in cases.items():
         assert prep.parse_number(text) == value, text
-    for bad in ("1,23", "12,", "--7", "k", "1.5.2", " 7", "1 000"):
+    for bad in ("1,23", "12,", "--7", "k", "1.5.2", " 7", "1 000", "(-4)"):
         with pytest.raises(ValueError):
             prep.parse_number(bad)
 
 
-def test_alphabet_and_meta(corpus):
-    alphabet = prep.ALPHABET
-    assert alphabet == "".join(sorted(set(alphabet)))
-    meta = corpus["meta"]
-    assert meta == {"vocab_size": len(alphabet), "itos": dict(enumerate(alphabet)), "stoi": {c: i for i, c in enumerate(alphabet)}}
-    # the round trip: decoded train.bin re-encodes to the same ids, and every line is a problem
-    text = corpus["texts"]["train"]
-    ids = np.fromfile(os.path.join(corpus["dir"], "train.bin"), dtype=np.uint16)
-    assert np.array_equal(np.array([meta["stoi"][c] for c in text], dtype=np.uint16), ids)
-    assert text.endswith("\n") and text.count("\n") == SIZES["n_train"]
-    with pytest.raises(ValueError):
+def test_alphabet_encode_and_meta(corpus):
+    assert prep.ALPHABET == "\n" + "".join(chr(c) for c in range(32, 127))
+    assert len(prep.ALPHABET) == 96 and prep.ALPHABET == "".join(sorted(prep.ALPHABET))
+    assert prep.encode(prep.ALPHABET).tolist() == list(range(96)) and prep.encode("").dtype == np.uint16
+    with pytest.raises(ValueError, match="'\u00e9'"):
         prep.encode("12 + 3 = 15 \u00e9")
+    with pytest.raises(ValueError, match="'\\\\t'"):
+        prep.encode("1\t2")
+    meta = corpus["meta"]
+    assert meta == {"vocab_size": 96, "itos": dict(enumerate(prep.ALPHABET)), "stoi": {c: i for i, c in enumerate(prep.ALPHABET)}}
+    text = corpus["texts"]["train"]
+    assert text.endswith("\n") and text.count("\n") == SIZES["n_train"]
+
+
+def test_one_vocabulary_of_labels():
+    from dag_model import CLASSES, OPS
+    assert prep.OPS is OPS and prep.ROLES is CLASSES and prep.CATEGORIES == OPS + ("multi",)
+    assert prep.SPLITS == ("train", "val", "test", "extrap", "phrasing") and prep.MAX_STEPS == 8
+
+
+def test_templates():
+    for table in (prep.TEMPLATES, prep.HELD_OUT_TEMPLATES):
+        assert set(table) == set(prep.CATEGORIES)
+    train = {t for ts in prep.TEMPLATES.values() for t in ts}
+    held_out = {t for ts in prep.HELD_OUT_TEMPLATES.values() for t in ts}
+    assert not train & held_out  # a held-out phrasing is no training phrasing of any category
+    for category in prep.CATEGORIES:
+        n_train, n_held = len(set(prep.TEMPLATES[category])), len(set(prep.HELD_OUT_TEMPLATES[category]))
+        assert n_train >= 10 and n_held >= 2 and 0.15 <= n_held / (n_train + n_held) <= 0.3, category
+        for template in prep.TEMPLATES[category] + prep.HELD_OUT_TEMPLATES[category]:
+            names = sorted(re.findall(r"\{(\w+)\}", template))
+            assert names == (["a"] if category in ("identity", "multi") else ["a", "b"]), template
+            assert "\n" not in template and template[-1] in " =" and not re.search(r"\d", template), template
+            prep.encode(template)
 
 
 def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
@@ -237,107 +282,169 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     prep.prepare(str(again), seed=1337, **SIZES)
     prep.prepare(str(other), seed=7, **SIZES)
     names = sorted(os.listdir(corpus["dir"]))
-    assert names == sorted(os.listdir(again)) and "train_values.bin" in names
+    assert names == sorted(os.listdir(again)) == sorted(
+        ["meta.pkl", "problems.jsonl"] + [f"{s}{x}" for s in ("train", "val") for x in (".bin", "_roles.bin", "_answer_of.bin", "_steps.npy")])
     for name in names:
-        with open(os.path.join(corpus["dir"], name), "rb") as f, open(again / name, "rb") as g:
-            assert f.read() == g.read(), name
+        assert (again / name).read_bytes() == open(os.path.join(corpus["dir"], name), "rb").read(), name
     assert (other / "train.bin").read_bytes() != (again / "train.bin").read_bytes()
 
 
-def test_every_answer_is_right(corpus):
-    # every line of the written train and val text, read back from the .bin files
+def test_every_answer_and_step_is_right(corpus):
+    # every line of the written train and val text, read back from the .bin files: one training template each
     for split in ("train", "val"):
         for line in corpus["texts"][split].splitlines():
             check_line(*split_line(line))
-    # every held-out problem, with its recorded fields
+    # every held-out problem with its recorded fields; phrasing problems read only as held-out templates
     for p in corpus["problems"]:
-        op = check_line(p["prompt"], p["answer"])
-        assert op is None or op == p["op"]
-        assert p["value"] == float(Fraction(p["answer"]))
-        assert p["steps"] == len(p["ops"]) and (p["op"] == "multi") == (p["steps"] > 1)
-    # a large fresh sample of one-step problems of every op, and multi-step ones, in both digit ranges
+        check_problem(p)
+    # a fresh sample of every category in every split, with chains up to MAX_STEPS
     rng = random.Random(0)
-    for split, n in (("train", 200), ("extrap", 50)):
+    for split, n in (("train", 100), ("extrap", 30), ("phrasing", 30)):
         for op in prep.CATEGORIES:
             for _ in range(n):
-                p = prep.make_problem(rng, split, op=op)
-                assert p["text"] == p["prompt"] + p["answer"] + "\n"
-                inferred = check_line(p["prompt"], p["answer"])
-                assert inferred is None or inferred == op
-                assert p["ops"] == [op] if op != "multi" else set(p["ops"]) <= set(prep.OPS) and p["steps"] in (2, 3)
+                p = prep.make_problem(rng, split, op=op, max_ops=8)
+                assert p["text"] == p["prompt"] + p["answer"] + "\n" and p["split"] == split
+                check_problem(p)
 
 
-def test_ops_formats_and_balance(corpus):
+def test_held_out_phrasings_only_in_phrasing(corpus):
     problems = corpus["problems"]
-    for split, n in (("test", SIZES["n_test"]), ("extrap", SIZES["n_extrap"])):
+    held_out = {t for ts in prep.HELD_OUT_TEMPLATES.values() for t in ts}
+    for p in problems:
+        assert (p["template"] in held_out) == (p["split"] == "phrasing"), p
+        assert p["template"] in (prep.HELD_OUT_TEMPLATES if p["split"] == "phrasing" else prep.TEMPLATES)[p["op"]]
+    used = {(p["op"], p["template"]) for p in problems if p["split"] == "phrasing"}
+    assert len(used) >= 25  # most held-out phrasings occur
+    for split in ("train", "val"):  # no line of the training text reads as a held-out phrasing
+        for line in corpus["texts"][split].splitlines():
+            prompt = split_line(line)[0]
+            assert not [t for _, t, r in REGEXES["held_out"] if r.fullmatch(prompt)], line
+
+
+def test_splits_balance_and_disjoint_prompts(corpus):
+    problems = corpus["problems"]
+    for split in ("test", "extrap", "phrasing"):
         counts = Counter(p["op"] for p in problems if p["split"] == split)
-        assert sum(counts.values()) == n and set(counts) == set(prep.CATEGORIES)
+        assert sum(counts.values()) == SIZES[f"n_{split}"] and set(counts) == set(prep.CATEGORIES)
         assert max(counts.values()) - min(counts.values()) <= 1
-    assert {op for p in problems for op in p["ops"]} == set(prep.OPS)
-    text = corpus["texts"]["train"]
-    assert all(any(w in text for w in words) for words in KEYWORDS.values())
-    for name, pattern in {"comma": r"\d,\d{3}", "decimal": r"\d\.\d", "k": r"\dk", "negative": r"(?:^|[ (=+*/,-])-\d",
-                          "plain": r"(?:^|[ (])\d+[ )=?:+*/^-]"}.items():
-        assert re.search(pattern, text, re.M), f"no {name} number in the train text"
+        prompts = [p["prompt"] for p in problems if p["split"] == split]
+        assert len(set(prompts)) == len(prompts)
+    train = {split_line(line)[0] for line in corpus["texts"]["train"].splitlines()}
+    val = {split_line(line)[0] for line in corpus["texts"]["val"].splitlines()}
+    test = {p["prompt"] for p in problems if p["split"] == "test"}
+    assert not (test | val) & train and not test & val
+    summary = corpus["summary"]
+    for split in ("train", "val"):
+        lines = corpus["texts"][split].splitlines()
+        assert summary[split]["max_chars"] == max(len(line) + 1 for line in lines)
+        assert summary[split]["problems"] == len(lines) and summary[split]["chars"] == len(corpus["texts"][split])
+    for split in ("test", "extrap", "phrasing"):
+        longest = max(len(p["prompt"]) + len(p["answer"]) + 1 for p in problems if p["split"] == split)
+        assert summary[split]["max_chars"] == longest
 
 
-def test_extrap_has_longer_operands_and_held_out_prompts(corpus):
+def test_operand_digits_per_split(corpus):
     train_digits = max(max_operand_digits(split_line(line)[0]) for line in corpus["texts"]["train"].splitlines())
     assert train_digits == 4
     for p in corpus["problems"]:
-        digits = max_operand_digits(p["prompt"])
-        assert digits == p["digits"]
-        if p["split"] == "extrap":
-            assert 5 <= digits <= 6 and digits > train_digits
+        assert (5 <= p["digits"] <= 6) if p["split"] == "extrap" else (p["digits"] <= 4)
+    p = prep.make_problem(random.Random(1), "extrap", max_digits=12, op="multiply")
+    assert 13 <= p["digits"] <= 14
+    check_problem(p)
+
+
+def test_number_formats_and_negatives():
+    rng = random.Random(2)
+    problems = [prep.make_problem(rng, "train", max_ops=8) for _ in range(3000)]
+    text = "".join(p["text"] for p in problems)
+    for name, pattern in {"comma": r"\d,\d{3}", "decimal": r"\d\.\d", "k": r"\dk", "plain": r"(?:^|[ (])\d+[ )=?:+*/^-]",
+                          "negative in parentheses": r"\(-\d", "negative at a line start": r"^-\d"}.items():
+        assert re.search(pattern, text, re.M), f"no {name} number in the text"
+    assert not re.search(r"[-+*/^]\s*-\d", text), "a negative operand after an operator needs parentheses"
+    assert not re.search(r"-[\d.,k]+\s*(?:\^|\*\*)", text), "a negative base needs parentheses: -2^4 is -16"
+    decimals = Counter(len(m) for m in re.findall(r"\d\.(\d+)(?!\d)", "".join(p["prompt"] for p in problems)))
+    assert max(decimals) == 9 and (decimals[1] + decimals[2]) > 0.6 * sum(decimals.values())
+    first, second, inside, start = set(), set(), 0, 0
+    for p in problems:
+        category, _, groups, _, _ = interpretations(p["prompt"], "train")[0]
+        if category == "multi":
+            inside += "(-" in groups["a"]
+            start += groups["a"].startswith("-")
         else:
-            assert digits <= 4
+            first.add(category) if groups["a"].lstrip("(").startswith("-") else None
+            second.add(category) if groups.get("b", "").lstrip("(").startswith("-") else None
+    assert first >= {"add", "subtract", "multiply", "divide", "max", "min", "pow", "identity"}
+    assert second >= {"add", "subtract", "multiply", "divide", "max", "min"}
+    assert inside > 10 and start > 10
+
+
+def test_chains_reach_max_ops(corpus):
+    assert max(p["steps"] for p in corpus["problems"]) == 4  # the default max_ops
+    rng = random.Random(3)
+    steps = Counter(prep.make_problem(rng, "train", op="multi", max_ops=8)["steps"] for _ in range(300))
+    assert set(steps) == set(range(2, 9))
+    for bad in (1, 9):
+        with pytest.raises(ValueError, match="max_ops"):
+            prep.make_problem(rng, "train", max_ops=bad)
+
+
+def test_roles_agree_with_parse_number(corpus):
+    """The role of each char, re-derived here: every run of non-'other' roles is one number whose chars' roles
+    re-parse to its value, and the runs are exactly the numbers an independent reading of the text finds."""
+    char_of = {"sep": ",", "point": ".", "minus": "-"}  # the char each role stands for (digits and 'k' are their name)
     for split in ("train", "val"):
-        lines = "\n" + corpus["texts"][split]
-        assert not [p["prompt"] for p in corpus["problems"] if p["split"] == "test" and "\n" + p["prompt"] in lines]
+        text, roles = corpus["texts"][split], corpus["labels"][split]["roles"]
+        assert roles.dtype == np.uint8 and len(roles) == len(text)
+        inside = np.diff(np.concatenate([[0], (roles != 0).astype(np.int8), [0]]))
+        runs = list(zip(np.flatnonzero(inside == 1).tolist(), np.flatnonzero(inside == -1).tolist()))
+        numbers = numbers_in(text)
+        # a ',' or '.' right after a number belongs to its run: a causal reader cannot tell it from one inside
+        trailing = lambda end: end + (text[end:end + 1] in (",", "."))  # noqa: E731
+        assert runs == [(start, trailing(end)) for start, end, _ in numbers]
+        assert any(end != trailing(end) for _, end, _ in numbers)  # the corpus has such text ("max(3, 4)")
+        for (start, end), (_, number_end, value) in zip(runs, numbers):
+            chars = "".join(char_of.get(prep.CLASSES[r], prep.CLASSES[r]) for r in roles[start:end])
+            assert chars == text[start:end] and prep.parse_number(chars[:number_end - start]) == value
+    rng = random.Random(4)
+    for _ in range(300):  # make_problem's spans: every number, signs included, and nothing else
+        p = prep.make_problem(rng, "train", max_ops=8)
+        assert [(s, e) for s, e, _ in numbers_in(p["text"])] == p["numbers"]
 
 
-def test_value_labels(corpus):
+def test_answer_of_and_steps_files(corpus):
     for split in ("train", "val"):
-        text, aux = corpus["texts"][split], corpus["aux"][split]
-        assert aux.dtype == np.float64 and len(aux) == len(text)
-        labelled = np.flatnonzero(~np.isnan(aux))
-        numbers = {end - 1: value for _, end, value in numbers_in(text)}
-        assert sorted(numbers) == labelled.tolist()  # every number, and only numbers, at its last char
-        for pos in labelled:
-            assert aux[pos] == float(numbers[pos]), (pos, text[max(0, pos - 20): pos + 1])
-    p = prep.make_problem(random.Random(3), "train", op="identity")
-    assert [(i, v) for i, v in p["values"]] == [(end - 1, float(v)) for _, end, v in numbers_in(p["text"])]
+        text, labels = corpus["texts"][split], corpus["labels"][split]
+        lines = text.splitlines()
+        answer_of, steps = labels["answer_of"], labels["steps"]
+        assert answer_of.dtype == np.int32 and len(answer_of) == len(text) and steps.shape == (len(lines), 8)
+        expected, pos = np.full(len(text), -1, dtype=np.int32), 0
+        for i, line in enumerate(lines):
+            prompt, answer = split_line(line)
+            expected[pos + len(prompt) - 1: pos + len(line)] = i
+            values = [float(v) for _, v in check_line(prompt, answer)[4]]
+            row = steps[i]
+            assert np.isnan(row[: 8 - len(values)]).all() and row[8 - len(values):].tolist() == values, line
+            assert row[-1] == float(Fraction(answer))
+            pos += len(line) + 1
+        np.testing.assert_array_equal(answer_of, expected)
 
 
-def test_no_values_and_cli(tmp_path):
-    prep.prepare(str(tmp_path), n_train=100, n_test=20, n_extrap=10, values=False)
-    assert sorted(os.listdir(tmp_path)) == ["meta.pkl", "problems.jsonl", "train.bin", "val.bin"]
+def test_no_labels_and_cli(tmp_path):
+    small = dict(n_train=100, n_test=20, n_extrap=10, n_phrasing=10)
+    prep.prepare(str(tmp_path), **small)
+    assert (tmp_path / "train_steps.npy").exists()
+    (tmp_path / "train_values.bin").write_bytes(b"stale")  # written by an earlier version
     script = os.path.join(ROOT, "data", "numeric", "prepare.py")
-    out = subprocess.run([sys.executable, script, "--out_dir", str(tmp_path / "cli"), "--n_train", "200", "--n_test", "20",
-                          "--n_extrap", "10", "--max_digits", "3"], capture_output=True, text=True, check=True).stdout
-    assert "vocab size" in out and (tmp_path / "cli" / "train_values.bin").exists()
-    with pytest.raises(ValueError):
-        prep.prepare(str(tmp_path), max_digits=9)
-    with pytest.raises(ValueError):
+    out = subprocess.run([sys.executable, script, "--out_dir", str(tmp_path), "--n_train", "100", "--n_test", "20",
+                          "--n_extrap", "10", "--n_phrasing", "10", "--max_digits", "3", "--max_ops", "6", "--no-labels"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "vocab size 96" in out and "phrasing: 10 problems" in out and "longest" in out
+    assert sorted(os.listdir(tmp_path)) == ["meta.pkl", "problems.jsonl", "train.bin", "val.bin"]
+    with pytest.raises(ValueError, match="max_digits=13"):
+        prep.prepare(str(tmp_path), max_digits=13)
+    with pytest.raises(ValueError, match="max_ops=9"):
+        prep.prepare(str(tmp_path), max_ops=9)
+    with pytest.raises(ValueError, match="'dev'"):
         prep.make_problem(random.Random(0), "dev")
-
-
-def test_role_and_answer_labels(corpus):
-    """roles: what each char is in a number (independently re-derived here); answers: the line's result from the
-    prompt's last char to the answer's last char."""
-    names = {**{d: d for d in "0123456789"}, ",": "sep", ".": "point", "k": "k", "-": "minus"}
-    for split in ("train", "val"):
-        text = corpus["texts"][split][:20000]
-        roles = np.fromfile(os.path.join(corpus["dir"], f"{split}_roles.bin"), dtype=np.uint8)[:len(text)]
-        answers = np.fromfile(os.path.join(corpus["dir"], f"{split}_answers.bin"), dtype=np.float64)[:len(text)]
-        expected = np.zeros(len(text), dtype=np.uint8)
-        for start, end, _ in numbers_in(text):
-            expected[start:end] = [prep.ROLES.index(names[c]) for c in text[start:end]]
-        assert roles.tolist() == expected.tolist()
-        expected_answers = np.full(len(text), np.nan)
-        line_start = 0
-        for line in text.split("\n")[:-1]:
-            start, end, value = numbers_in(line)[-1]  # the answer ends the line
-            expected_answers[line_start + start - 1:line_start + end] = float(value)
-            line_start += len(line) + 1
-        np.testing.assert_array_equal(answers[:line_start], expected_answers[:line_start])
+    with pytest.raises(ValueError, match="'sqrt'"):
+        prep.make_problem(random.Random(0), "train", op="sqrt")

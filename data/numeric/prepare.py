@@ -6,27 +6,37 @@ where the answer starts:
 
     12 + 345 = 357
     the larger of -3 and 1,700 is 1700
-    log2(64) = 6
+    log_2(64) = 6
     What is 2.5k divided by 4? 625
-    (3 + 4) * 5 = 35
+    Calculate (3 + 4) * (-5) - max(2, 0.25): -37
 
-It covers the DAG's nine ops (add, subtract, multiply, divide, log, pow, max, min, identity) alone and in 2-3 step
-expressions, in several phrasings each, with numbers written as "12345", "12,345", "12.5", "-7" or "2.5k". Answers are
-always canonical: optional '-', digits, optional '.' and the fewest fractional digits ("0", never "-0"). All
-arithmetic is done in Fraction and operands are chosen so that every answer is exact and short (division terminates
-within 2 decimals, log is log_b(b^k), pow has small integer exponents).
+It covers the DAG's nine ops (dag_model.OPS) alone and in expressions of 2..max_ops ops ("multi", at most MAX_STEPS),
+in 12 training phrasings each (TEMPLATES, words and symbols) plus 3 held-out ones (HELD_OUT_TEMPLATES) that only the
+"phrasing" split uses. Prompt numbers are written "12345", "12,345", "12.5" (1..9 decimals), "2.5k", negative in any
+position ("-7", "3 - (-4)", "(-4) * 5"). Answers are canonical: optional '-', digits, optional '.' and the fewest
+fractional digits ("0", never "-0"). All arithmetic is in Fraction, and every answer and every intermediate value
+is exact in float64: |x| < 2^53, at most 15 digits and 9 decimals (division terminates by construction, log is
+log_b(b^k), pow has small non-negative integer exponents).
 
-Splits: train / val / test share one distribution (integer parts of operands up to max_digits digits; no test prompt
-is a train or val prompt); extrap has operands with max_digits+1 .. max_digits+2 integer digits, results below 2^53.
+Splits: train / val / test / phrasing share one operand distribution (integer parts up to max_digits digits); no
+test or val prompt is a train prompt; phrasing uses only the held-out templates; extrap has operands with
+max_digits+1 .. max_digits+2 integer digits.
 
-Writes into out_dir, like nanoGPT's shakespeare_char:
-    train.bin, val.bin               np.uint16 char ids
-    meta.pkl                         {'vocab_size', 'itos', 'stoi'} over the fixed ALPHABET
-    train_values.bin, val_values.bin np.float64, aligned 1:1 with train.bin / val.bin: the exact value of each number
-                                     at its last char ("3k" is 3000.0 at its 'k'), NaN elsewhere (--no-values skips)
-    problems.jsonl                   held-out test and extrap problems with their exact answers, for evaluation
+Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels skips the three label files):
+    {split}.bin            np.uint16 char ids over ALPHABET
+    {split}_roles.bin      np.uint8, 1:1 with {split}.bin: the dag_model.CLASSES index of each char's role in a
+                           number (a digit, 'sep' ',', 'point' '.', 'k', 'minus' the sign of a negative number),
+                           'other' (0) outside numbers (a subtraction '-' is 'other'; a ',' or '.' right after a
+                           number is 'sep' or 'point', since a causal reader cannot tell it from one inside)
+    {split}_answer_of.bin  np.int32, 1:1 with {split}.bin: the problem's index in the split (0-based) at every char
+                           from the prompt's last char to the answer's last char, -1 elsewhere
+    {split}_steps.npy      np.float64 (n_problems, MAX_STEPS) (np.load): the problem's step_values right-aligned
+                           (column MAX_STEPS-1 is the answer, MAX_STEPS-2 the step before it, ...), NaN before
+    meta.pkl               {'vocab_size', 'itos', 'stoi'} over ALPHABET (the same for every seed and size)
+    problems.jsonl         test, extrap and phrasing problems with their exact answers and step values
 
-$ python data/numeric/prepare.py [--out_dir DIR] [--seed 1337] [--n_train 200000] [--max_digits 4] [--no-values]
+$ python data/numeric/prepare.py [--out_dir DIR] [--seed 1337] [--n_train 200000] [--max_digits 4] [--max_ops 4]
+                                 [--no-labels]
 """
 import argparse
 import json
@@ -34,15 +44,22 @@ import os
 import pickle
 import random
 import re
+import sys
 import time
 from fractions import Fraction
 
 import numpy as np
 from tqdm import tqdm
 
-OPS = ("add", "subtract", "multiply", "divide", "log", "pow", "max", "min", "identity")
-CATEGORIES = OPS + ("multi",)  # what a problem is drawn from, uniformly; "multi" is a 2-3 step expression
-SPLITS = ("train", "val", "test", "extrap")
+if not __package__:  # run as a script: dag_model lives at the repo root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+# the DAG's op names, the value extractor's classes, and the digits the DAG renders exactly
+from dag_model import CLASSES, MAX_FRAC_DIGITS, OPS, SIGNIFICANT_DIGITS  # noqa: E402
+
+CATEGORIES = OPS + ("multi",)  # what a problem is drawn from, uniformly; "multi" is a 2..max_ops op expression
+SPLITS = ("train", "val", "test", "extrap", "phrasing")
+MAX_STEPS = 8  # the longest chain: the width of {split}_steps.npy
+ROLES = CLASSES  # the labels of {split}_roles.bin index the value extractor's classes
 MULTI_OPS = ("add", "subtract", "multiply", "divide", "max", "min")
 SYMBOLS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
 ARITH = {
@@ -54,58 +71,96 @@ ARITH = {
     "min": min,
 }
 
-# Phrasings. In every template {a} comes before {b} in the op's own order (a - b, a / b, log base a of b, a^b),
-# except "Subtract {b} from {a}". For "multi", {a} is the whole expression; a template without a space is written
-# compactly ("(3+4)*5=").
+# Phrasings: 12 per category for train / val / test / extrap, and 3 held out for the "phrasing" split only (fixed
+# here, not drawn by the seed). {a} comes before {b} in the op's own order (a - b, a / b, log base a of b, a^b), even
+# where the text names b first ("Subtract {b} from {a}"). For "multi", {a} is the whole expression; a template
+# without a space writes it compactly ("(3+4)*5="). Every template is one line and ends where the answer starts.
 TEMPLATES = {
-    "add": ("{a} + {b} = ", "{a}+{b}=", "What is {a} plus {b}? ", "the sum of {a} and {b} is ",
-            "{a} plus {b} equals ", "Add {a} and {b}: "),
-    "subtract": ("{a} - {b} = ", "{a}-{b}=", "What is {a} minus {b}? ", "the difference of {a} and {b} is ",
-                 "{a} minus {b} equals ", "Subtract {b} from {a}: "),
-    "multiply": ("{a} * {b} = ", "{a}*{b}=", "What is {a} times {b}? ", "the product of {a} and {b} is ",
-                 "{a} multiplied by {b} equals ", "Multiply {a} by {b}: "),
-    "divide": ("{a} / {b} = ", "{a}/{b}=", "What is {a} divided by {b}? ", "the quotient of {a} and {b} is ",
-               "{a} divided by {b} equals ", "Divide {a} by {b}: "),
-    "log": ("log{a}({b}) = ", "log_{a}({b})=", "What is log base {a} of {b}? ", "the logarithm base {a} of {b} is ",
-            "log base {a} of {b} equals "),
-    "pow": ("{a}^{b} = ", "{a}^{b}=", "{a}**{b} = ", "What is {a} to the power of {b}? ", "{a} to the power of {b} is ",
-            "{a} raised to the power {b} equals "),
-    "max": ("max({a}, {b}) = ", "max({a}, {b})=", "What is the maximum of {a} and {b}? ", "the larger of {a} and {b} is ",
-            "Which is larger, {a} or {b}? "),
+    "add": ("{a} + {b} = ", "{a}+{b}=", "{a} + {b} is ", "What is {a} plus {b}? ", "what is {a} plus {b}? ",
+            "Add together {a} and {b}: ", "Add {a} and {b}: ", "Calculate {a} plus {b}: ", "{a} added to {b} gives ",
+            "the sum of {a} and {b} is ", "The sum of {a} and {b} is ", "{a} plus {b} equals "),
+    "subtract": ("{a} - {b} = ", "{a}-{b}=", "{a} - {b} is ", "What is {a} minus {b}? ", "what is {a} minus {b}? ",
+                 "Subtract {b} from {a}: ", "subtract {b} from {a}: ", "Calculate {a} minus {b}: ",
+                 "{a} take away {b} is ", "{a} less {b} is ", "the difference of {a} and {b} is ",
+                 "{a} minus {b} equals "),
+    "multiply": ("{a} * {b} = ", "{a}*{b}=", "{a} * {b} is ", "What is {a} times {b}? ", "what is {a} times {b}? ",
+                 "Multiply {a} by {b}: ", "multiply {a} by {b}: ", "Calculate {a} times {b}: ", "{a} times {b} is ",
+                 "the product of {a} and {b} is ", "The product of {a} and {b} is ", "{a} multiplied by {b} equals "),
+    "divide": ("{a} / {b} = ", "{a}/{b}=", "{a} / {b} is ", "What is {a} divided by {b}? ",
+               "what is {a} divided by {b}? ", "Divide {a} by {b}: ", "divide {a} by {b}: ",
+               "Calculate {a} divided by {b}: ", "{a} over {b} is ", "the quotient of {a} and {b} is ",
+               "The quotient of {a} and {b} is ", "{a} divided by {b} equals "),
+    "log": ("log_{a}({b}) = ", "log_{a}({b})=", "log{a}({b}) = ", "What is log base {a} of {b}? ",
+            "what is log base {a} of {b}? ", "Calculate log base {a} of {b}: ", "log base {a} of {b} is ",
+            "log base {a} of {b} equals ", "the logarithm base {a} of {b} is ", "The logarithm base {a} of {b} is ",
+            "the log to base {a} of {b} is ", "Calculate log_{a}({b}): "),
+    "pow": ("{a}^{b} = ", "{a}^{b}=", "{a} ^ {b} = ", "{a}**{b} = ", "{a}**{b}=", "What is {a} to the power of {b}? ",
+            "what is {a} to the power of {b}? ", "Calculate {a}^{b}: ", "{a} to the power of {b} is ",
+            "{a} raised to {b} is ", "{a} raised to the power {b} equals ", "Raise {a} to the power {b}: "),
+    "max": ("max({a}, {b}) = ", "max({a}, {b})=", "What is the maximum of {a} and {b}? ",
+            "what is the maximum of {a} and {b}? ", "the maximum of {a} and {b} is ", "the larger of {a} and {b} is ",
+            "The larger of {a} and {b} is ", "the greater of {a} and {b} is ", "Which is bigger, {a} or {b}? ",
+            "which is bigger, {a} or {b}? ", "Which is larger, {a} or {b}? ", "max of {a} and {b}: "),
     "min": ("min({a}, {b}) = ", "min({a}, {b})=", "What is the minimum of {a} and {b}? ",
-            "the smaller of {a} and {b} is ", "Which is smaller, {a} or {b}? "),
-    "identity": ("{a} = ", "Write {a} as digits: ", "{a} in digits is ", "What number is {a}? ", "{a} written out is "),
-    "multi": ("{a} = ", "{a}=", "What is {a}? ", "Compute {a}: ", "{a} equals "),
+            "what is the minimum of {a} and {b}? ", "the minimum of {a} and {b} is ", "the smaller of {a} and {b} is ",
+            "The smaller of {a} and {b} is ", "the lesser of {a} and {b} is ", "Which is smaller, {a} or {b}? ",
+            "which is smaller, {a} or {b}? ", "Which is less, {a} or {b}? ", "min of {a} and {b}: "),
+    "identity": ("{a} = ", "{a}=", "{a} written out is ", "Write {a} as digits: ", "write {a} as digits: ",
+                 "What number is {a}? ", "what number is {a}? ", "{a} in digits is ", "{a} as a plain number is ",
+                 "Write {a} in full: ", "the number {a} is ", "The number {a} is "),
+    "multi": ("{a} = ", "{a}=", "{a} is ", "What is {a}? ", "what is {a}? ", "Compute {a}: ", "compute {a}: ",
+              "Calculate {a}: ", "calculate {a}: ", "Evaluate {a}: ", "{a} equals ", "The value of {a} is "),
+}
+HELD_OUT_TEMPLATES = {
+    "add": ("Work out {a} + {b}. ", "If you add {a} and {b} you get ", "{a} and {b} make "),
+    "subtract": ("Work out {a} - {b}. ", "Take {b} away from {a}: ", "{a} with {b} taken away leaves "),
+    "multiply": ("Work out {a} * {b}. ", "{a} lots of {b} make ", "What do you get when you multiply {a} by {b}? "),
+    "divide": ("Work out {a} / {b}. ", "What is {a} over {b}? ", "If {a} is divided by {b}, the result is "),
+    "log": ("Work out log_{a}({b}). ", "To what power must {a} be raised to give {b}? ",
+            "The exponent that turns {a} into {b} is "),
+    "pow": ("Work out {a}^{b}. ", "pow({a}, {b}) = ", "What is {a} raised to the power of {b}? "),
+    "max": ("Work out max({a}, {b}). ", "Pick the bigger of {a} and {b}: ", "Of {a} and {b}, the larger is "),
+    "min": ("Work out min({a}, {b}). ", "Pick the smaller of {a} and {b}: ", "Of {a} and {b}, the smaller is "),
+    "identity": ("Work out {a}. ", "Spell {a} out in digits: ", "{a}, written plainly, is "),
+    "multi": ("Work out {a}. ", "What does {a} come to? ", "Find the value of {a}: "),
 }
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
-
-def _alphabet():
-    chars = set("\n0123456789-.,k")  # line end, and numbers in every prompt format
-    chars |= set("".join(SYMBOLS.values()) + "".join(MULTI_OPS) + "(), ")  # multi-step expressions
-    for templates in TEMPLATES.values():
-        for template in templates:
-            chars |= set(PLACEHOLDER.sub("", template))
-    return "".join(sorted(chars))
-
-
-# Every char any phrasing can produce, sorted: the vocabulary does not depend on the seed or the sizes.
-ALPHABET = _alphabet()
+# Every printable ASCII char and the line end, sorted: the vocabulary does not depend on the templates, the seed or
+# the sizes, so a model trained on one corpus reads another (or any plain ASCII text).
+ALPHABET = "\n" + "".join(chr(c) for c in range(32, 127))
+_IDS = np.zeros(128, dtype=np.uint16)
+_IDS[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET), dtype=np.uint16)
 
 # Number formats in prompts. Relative weights; comma and k need 4+ integer digits. Identity problems are about
-# normalising formats, so they rarely show a plain number.
-STYLE_WEIGHTS = {"plain": 6, "comma": 2, "decimal": 1, "k": 2}
+# normalising formats, so they rarely show a plain number. Decimals have 1..9 fractional digits, mostly 1 or 2.
+STYLE_WEIGHTS = {"plain": 6, "comma": 2, "decimal": 2, "k": 2}
 IDENTITY_STYLE_WEIGHTS = {"plain": 1, "comma": 3, "decimal": 2, "k": 3}
+FRAC_DIGIT_WEIGHTS = (45, 30, 8, 5, 4, 3, 2, 2, 1)  # for 1..9 fractional digits
 P_NEGATIVE = 0.15
-MAX_FRAC_DIGITS = 2
 MAX_EXPONENT = 10
+# What float64 holds exactly and the DAG writes back digit for digit (dag_model.render_symbol): |x| < 2^53, at most
+# SIGNIFICANT_DIGITS (15, DBL_DIG) digits and MAX_FRAC_DIGITS (9) decimals.
+MAX_DIGITS = SIGNIFICANT_DIGITS
 NUMBER = re.compile(r"(-?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(k?)")
+
+
+def encode(text):
+    """Char ids of text over ALPHABET: np.uint16 (len(text),).
+
+    Raises ValueError naming the chars outside ALPHABET (anything but printable ASCII and "\\n").
+    """
+    unknown = sorted({c for c in set(text) if c not in ALPHABET})
+    if unknown:
+        raise ValueError(f"chars {unknown} are not in ALPHABET (printable ASCII and '\\n'); "
+                         f"write the text in plain ASCII")
+    return _IDS[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
 
 
 def parse_number(s):
     """Exact value of one number in any prompt format: "12345", "12,345", "-7", "12.5", "3k", "2.5k" -> Fraction.
 
-    Raises ValueError for anything else (spaces, a lone '-', misplaced separators).
+    Raises ValueError for anything else (spaces, parentheses, a lone '-', misplaced separators).
     """
     m = NUMBER.fullmatch(s)
     if m is None:
@@ -119,12 +174,17 @@ def parse_number(s):
     return -x if sign else x
 
 
-def _frac_digits(x, limit=32):
-    """Fewest decimals that write Fraction x exactly, or None if it needs more than limit (or never terminates)."""
-    for k in range(limit + 1):
-        if (x * 10**k).denominator == 1:
-            return k
-    return None
+def _frac_digits(x):
+    """Fewest decimals that write Fraction x exactly (the larger power of 2 or 5 in its denominator), or None if its
+    decimal expansion never terminates."""
+    d = x.denominator
+    twos = (d & -d).bit_length() - 1
+    d >>= twos
+    fives = 0
+    while d % 5 == 0:
+        d //= 5
+        fives += 1
+    return max(twos, fives) if d == 1 else None
 
 
 def format_answer(x):
@@ -136,9 +196,17 @@ def format_answer(x):
     x = Fraction(x)
     k = _frac_digits(x)
     if k is None:
-        raise ValueError(f"format_answer: {x} has no short finite decimal expansion; choose operands that divide exactly")
-    int_part, frac = divmod(int(abs(x) * 10**k), 10**k)
+        raise ValueError(f"format_answer: {x} has no finite decimal expansion; choose operands that divide exactly")
+    int_part, frac = divmod(abs(x.numerator) * 10**k // x.denominator, 10**k)
     return ("-" if x < 0 else "") + str(int_part) + (f".{frac:0{k}d}" if k else "")
+
+
+def _exact(x, bound):
+    """True if Fraction x is below bound (<= 2^53) and its canonical text has <= MAX_DIGITS digits (leading zeros
+    not counted) and <= MAX_FRAC_DIGITS decimals: then float64 holds it and writes it back digit for digit."""
+    k = _frac_digits(x)
+    return (k is not None and k <= MAX_FRAC_DIGITS and abs(x) < bound
+            and abs(x.numerator) * 10**k // x.denominator < 10**MAX_DIGITS)
 
 
 def _int_digits(x):
@@ -146,12 +214,12 @@ def _int_digits(x):
     return len(str(int(abs(x))))
 
 
-def _fits(x, bound):
-    return abs(x) < bound and (x * 10**MAX_FRAC_DIGITS).denominator == 1
+# -----------------------------------------------------------------------------
+# numbers in prompts: (text, Fraction) pairs
 
 
-def _rand_int(rng, digits):
-    return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+def _rand_int(rng, digits, zero=True):
+    return rng.randint(0 if digits == 1 and zero else 10 ** (digits - 1), 10**digits - 1)
 
 
 def _rand_frac(rng, frac_digits):
@@ -162,10 +230,11 @@ def _rand_frac(rng, frac_digits):
 
 def _sample_number(rng, digits, negative=True, decimal=True, weights=STYLE_WEIGHTS):
     """A random number with `digits` integer digits, written in a random prompt format: (text, Fraction)."""
-    styles = [s for s in weights if (s != "decimal" or decimal) and (s not in ("comma", "k") or digits >= 4)]
+    styles = [s for s in weights if (s != "decimal" or (decimal and digits < MAX_DIGITS))
+              and (s not in ("comma", "k") or digits >= 4)]
     style = rng.choices(styles, [weights[s] for s in styles])[0]
     if style == "k":  # mantissa with digits-3 integer digits and 0-2 decimals: "3k", "2.5k", "12.25k"
-        n = _rand_int(rng, digits - 3)
+        n = _rand_int(rng, digits - 3, zero=False)
         text, value = str(n), Fraction(n)
         frac_digits = rng.choice((0, 0, 1, 2))
         if frac_digits:
@@ -178,7 +247,8 @@ def _sample_number(rng, digits, negative=True, decimal=True, weights=STYLE_WEIGH
         if style == "decimal":
             if digits >= 4 and rng.random() < 0.5:
                 text = f"{n:,}"
-            frac_text, frac = _rand_frac(rng, rng.randint(1, MAX_FRAC_DIGITS))
+            frac_digits = min(rng.choices(range(1, 10), FRAC_DIGIT_WEIGHTS)[0], MAX_DIGITS - digits)
+            frac_text, frac = _rand_frac(rng, frac_digits)
             text, value = f"{text}.{frac_text}", value + frac
     if negative and value != 0 and rng.random() < P_NEGATIVE:
         text, value = "-" + text, -value
@@ -186,7 +256,7 @@ def _sample_number(rng, digits, negative=True, decimal=True, weights=STYLE_WEIGH
 
 
 def _render(rng, x):
-    """Write a computed value (<= 2 decimals) in a random prompt format that fits it: "12,000", "12k" or "12000"."""
+    """Write a computed value in a random prompt format that fits it: "12,000", "12k" or "12000"."""
     sign, ax = ("-" if x < 0 else ""), abs(x)
     if ax >= 1000 and (ax / 10).denominator == 1 and rng.random() < 0.3:
         return sign + format_answer(ax / 1000) + "k", x
@@ -194,6 +264,18 @@ def _render(rng, x):
         int_text, _, frac_text = format_answer(ax).partition(".")
         return sign + f"{int(int_text):,}" + ("." + frac_text if frac_text else ""), x
     return format_answer(x), x
+
+
+def _leaf_parts(rng, number, rule):
+    """A number as text pieces: a negative one in parentheses where a bare '-' would read as an operator ("3 - (-4)",
+    "(-2)^4"); rule "parens" always, "either" (the start of an expression) half of the time, "bare" never."""
+    if number[1] < 0 and (rule == "parens" or (rule == "either" and rng.random() < 0.5)):
+        return ["(", number, ")"]
+    return [number]
+
+
+# -----------------------------------------------------------------------------
+# one-step problems
 
 
 def _multiple_of(rng, d, lo, hi):
@@ -205,257 +287,339 @@ def _multiple_of(rng, d, lo, hi):
     n_max = -(-(10**hi) * scale // abs(d)) - 1
     if n_min > n_max:
         return None
-    a = Fraction(rng.randint(n_min, n_max), scale) * d * rng.choice((1, -1))
-    return a if _fits(a, float("inf")) else None
+    return Fraction(rng.randint(n_min, n_max), scale) * d * rng.choice((1, -1))
 
 
 def _one_step(rng, op, lo, hi, bound):
-    """Operands [(text, value), ...] and the exact result of one op, or None when this draw does not fit."""
+    """Operands {"a": (text, value), "b": ...} and the exact result of one op, or None when this draw does not fit."""
     if op in ARITH and op != "divide":
-        a = _sample_number(rng, rng.randint(lo, hi))
-        b = _sample_number(rng, rng.randint(lo, hi))
-        operands, result = [a, b], ARITH[op](a[1], b[1])
+        digits = rng.randint(lo, hi)
+        room = max(1, MAX_DIGITS + 1 - digits) if op == "multiply" else hi  # a product's digits add up
+        b_digits = rng.randint(min(lo, room), min(hi, room))
+        operands = {"a": _sample_number(rng, digits), "b": _sample_number(rng, b_digits)}
+        result = ARITH[op](operands["a"][1], operands["b"][1])
     elif op == "divide":  # draw the divisor and quotient, so the quotient is exact by construction
         digits = rng.randint(lo, hi)
         b = _sample_number(rng, rng.randint(1, digits), decimal=rng.random() < 0.2)
-        a_value = None if b[1] == 0 else _multiple_of(rng, b[1], digits, digits)
-        if a_value is None:
+        a = None if b[1] == 0 else _multiple_of(rng, b[1], digits, digits)
+        if a is None or not _exact(a, bound):
             return None
-        operands, result = [_render(rng, a_value), b], a_value / b[1]
-    elif op == "log":  # log base b of b^k: integer answers
+        operands, result = {"a": _render(rng, a), "b": b}, a / b[1]
+    elif op == "log":  # log base a of a^k: integer answers
         base, digits = rng.randint(2, 10), rng.randint(lo, hi)
         k = rng.choice([k for k in range(64) if _int_digits(base**k) == digits])
-        operands, result = [(str(base), Fraction(base)), _render(rng, Fraction(base**k))], Fraction(k)
-    elif op == "pow":  # small non-negative integer exponent, result within the bound and <= 2 decimals
-        a = _sample_number(rng, rng.randint(lo, hi), negative=False, decimal=rng.random() < 0.3)
-        exps = [e for e in range(MAX_EXPONENT + 1) if _fits(a[1] ** e, bound) and (e or a[1])]
+        operands, result = {"a": (str(base), Fraction(base)), "b": _render(rng, Fraction(base**k))}, Fraction(k)
+    elif op == "pow":  # small non-negative integer exponent
+        a = _sample_number(rng, rng.randint(lo, hi), decimal=rng.random() < 0.3)
+        exps = [e for e in range(MAX_EXPONENT + 1) if (e or a[1]) and _exact(a[1] ** e, bound)]
         big = [e for e in exps if e >= 2]
         e = rng.choice(big if big and rng.random() < 0.8 else exps)
-        operands, result = [a, (str(e), Fraction(e))], a[1] ** e
+        operands, result = {"a": a, "b": (str(e), Fraction(e))}, a[1] ** e
     else:  # identity
-        a = _sample_number(rng, rng.randint(lo, hi), weights=IDENTITY_STYLE_WEIGHTS)
-        operands, result = [a], a[1]
-    return (operands, result) if _fits(result, bound) else None
+        operands = {"a": _sample_number(rng, rng.randint(lo, hi), weights=IDENTITY_STYLE_WEIGHTS)}
+        result = operands["a"][1]
+    return (operands, result) if _exact(result, bound) else None
 
 
-# A multi-step expression is a tree: a leaf is (text, value), a node is (op, left, right, value).
+def _slot_rule(before, after):
+    """How a negative operand is written in a template slot, from the template text around it (see _leaf_parts)."""
+    before, after = before.rstrip(), after.lstrip()
+    if before.endswith(("+", "-", "*", "/", "^")) or after.startswith(("^", "**")):
+        return "parens"  # a right operand, or the base of a power ("-2^4" is -16)
+    return "either" if after.startswith(("+", "-", "*", "/")) else "bare"
+
+
+def _layout(template):
+    """A template as its literal pieces and slots [(name, rule), ...] in text order."""
+    names = PLACEHOLDER.split(template)  # literal, name, literal, name, ..., literal
+    return [names[i] if i % 2 == 0 else (names[i], _slot_rule(names[i - 1], names[i + 1])) for i in range(len(names))]
+
+
+_LAYOUTS = {t: _layout(t) for table in (TEMPLATES, HELD_OUT_TEMPLATES) for ts in table.values() for t in ts}
+
+
+# -----------------------------------------------------------------------------
+# multi-step expressions: a tree whose leaf is (text, value) and whose node is (op, left, right, value)
+
+
 def _expr(rng, n_ops, lo, hi, bound):
-    """A random expression with n_ops ops whose every node value fits; None when this draw does not fit."""
+    """A random expression with n_ops ops whose every value is exact; None when this draw does not fit.
+    An op whose value does not fit is replaced by another one on the same operands."""
     if n_ops == 0:
         return _sample_number(rng, rng.randint(lo, hi))
     op = rng.choice(MULTI_OPS)
+    n_left = 0 if op == "divide" else rng.randint(0, n_ops - 1)
+    right = _expr(rng, n_ops - 1 - n_left, lo, hi, bound)
+    if right is None:
+        return None
     if op == "divide":  # the dividend is a leaf, drawn as a multiple of the divisor's value
-        right = _expr(rng, n_ops - 1, lo, hi, bound)
-        a = None if right is None or right[-1] == 0 else _multiple_of(rng, right[-1], lo, hi)
-        if a is None:
-            return None
-        left = _render(rng, a)
+        a = None if right[-1] == 0 else _multiple_of(rng, right[-1], lo, hi)
+        if a is not None and _exact(a, bound) and _exact(a / right[-1], bound):
+            return ("divide", _render(rng, a), right, a / right[-1])
+        op, left = None, _sample_number(rng, rng.randint(lo, hi))
     else:
-        n_left = rng.randint(0, n_ops - 1)
-        left, right = _expr(rng, n_left, lo, hi, bound), _expr(rng, n_ops - 1 - n_left, lo, hi, bound)
-        if left is None or right is None:
+        left = _expr(rng, n_left, lo, hi, bound)
+        if left is None:
             return None
-    value = ARITH[op](left[-1], right[-1])
-    return (op, left, right, value) if _fits(value, bound) else None
+    if op is not None:
+        value = ARITH[op](left[-1], right[-1])
+        if _exact(value, bound):
+            return (op, left, right, value)
+    others = [o for o in MULTI_OPS if o not in (op, "divide")]
+    for op in rng.sample(others, len(others)):
+        value = ARITH[op](left[-1], right[-1])
+        if _exact(value, bound):
+            return (op, left, right, value)
+    return None
 
 
 def _precedence(node):
     return {"add": 1, "subtract": 1, "multiply": 2, "divide": 2}.get(node[0], 3) if len(node) == 4 else 3
 
 
-def _expr_parts(node, compact):
-    """The expression as text pieces and (text, value) numbers, with only the parentheses it needs."""
+def _expr_parts(rng, node, compact, at_start=True):
+    """The expression as text pieces and (text, value) numbers, with only the parentheses it needs; a negative leaf
+    is parenthesised unless it starts the expression (or a parenthesised part)."""
     if len(node) == 2:
-        return [node]
+        return _leaf_parts(rng, node, "either" if at_start else "parens")
     op, left, right, _ = node
-    left_parts, right_parts = _expr_parts(left, compact), _expr_parts(right, compact)
     if op in ("max", "min"):
-        return [op + "("] + left_parts + [", "] + right_parts + [")"]
-    if _precedence(left) < _precedence(node):
+        return [op + "("] + _expr_parts(rng, left, compact) + [", "] + _expr_parts(rng, right, compact) + [")"]
+    wrap_left = _precedence(left) < _precedence(node)
+    wrap_right = _precedence(right) <= _precedence(node)  # a - (b + c), a / (b * c)
+    left_parts = _expr_parts(rng, left, compact, at_start or wrap_left)
+    right_parts = _expr_parts(rng, right, compact, wrap_right)
+    if wrap_left:
         left_parts = ["("] + left_parts + [")"]
-    if _precedence(right) <= _precedence(node):  # a - (b + c), a / (b * c)
+    if wrap_right:
         right_parts = ["("] + right_parts + [")"]
     return left_parts + [SYMBOLS[op] if compact else f" {SYMBOLS[op]} "] + right_parts
 
 
-def _leaves_and_ops(node):
-    """Leaf values in text order and op names in evaluation order."""
+def _post_order(node):
+    """Leaf values in text order, and the op names and values of the nodes in evaluation order (left subtree, right
+    subtree, node)."""
     if len(node) == 2:
-        return [node[1]], []
-    left_leaves, left_ops = _leaves_and_ops(node[1])
-    right_leaves, right_ops = _leaves_and_ops(node[2])
-    return left_leaves + right_leaves, left_ops + right_ops + [node[0]]
+        return [node[1]], [], []
+    left_leaves, left_ops, left_values = _post_order(node[1])
+    right_leaves, right_ops, right_values = _post_order(node[2])
+    return left_leaves + right_leaves, left_ops + right_ops + [node[0]], left_values + right_values + [node[3]]
 
 
-def make_problem(rng, split, max_digits=4, op=None):
+# -----------------------------------------------------------------------------
+# problems
+
+
+def _check_sizes(max_digits, max_ops):
+    if not 1 <= max_digits <= 12:
+        raise ValueError(f"max_digits={max_digits}: use 1..12, so that extrap operands (max_digits+2 digits) stay "
+                         f"exact in float64")
+    if not 2 <= max_ops <= MAX_STEPS:
+        raise ValueError(f"max_ops={max_ops}: use 2..{MAX_STEPS} (MAX_STEPS, the width of the steps labels)")
+
+
+def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
     """One random problem of a split, drawn with rng (a random.Random).
 
-    op: one of CATEGORIES (OPS or "multi"), or None for a uniform draw. Returns a dict with
-        text    prompt + answer + "\n"
-        prompt, answer (canonical str), value (float), op (op name, or "multi"), ops (list of op names), steps (int),
-        digits  (max integer digits among the operands), split
-        values  [(index of the last char of a number in text, its exact value as float), ...] for every number
-    Raises ValueError for an unknown split or op.
+    split: one of SPLITS ("phrasing" draws HELD_OUT_TEMPLATES and test's numbers; the others draw TEMPLATES).
+    op: one of CATEGORIES (OPS or "multi"), or None for a uniform draw. max_ops: the longest "multi" chain (2..8).
+    Returns a dict with
+        text         prompt + answer + "\\n"
+        prompt, answer (canonical str), value (float), op (op name, or "multi"), template (str), split
+        ops          the op names in evaluation order (post-order), steps = len(ops)
+        step_values  the value (float) of every op in the same order; the last is the answer
+        digits       the most integer digits among the prompt's operands
+        numbers      [(start, end), ...] char spans in text of every number, its '-' sign included, the answer last
+    Raises ValueError for an unknown split or op, or max_digits / max_ops out of range.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    if split == "extrap":  # longer operands than anything in training; float64 still holds every result exactly
+    if op is not None and op not in CATEGORIES:
+        raise ValueError(f"unknown op {op!r}; expected one of {CATEGORIES} or None")
+    _check_sizes(max_digits, max_ops)
+    if split == "extrap":  # longer operands than anything in training
         lo, hi, bound = max_digits + 1, max_digits + 2, 2**53
     else:
         lo, hi, bound = 1, max_digits, min(10 ** (2 * max_digits), 2**53)
-    if op is not None and op not in CATEGORIES:
-        raise ValueError(f"unknown op {op!r}; expected one of {CATEGORIES} or None")
     op = op or rng.choice(CATEGORIES)
-    template = rng.choice(TEMPLATES[op])
+    template = rng.choice((HELD_OUT_TEMPLATES if split == "phrasing" else TEMPLATES)[op])
     for _ in range(1000):
         if op == "multi":
-            tree = _expr(rng, rng.randint(2, 3), lo, hi, bound)
-            drawn = tree and ([_expr_parts(tree, compact=" " not in template)], tree[-1])
+            drawn = _expr(rng, rng.randint(2, max_ops), lo, hi, bound)
         else:
             drawn = _one_step(rng, op, lo, hi, bound)
-            drawn = drawn and ([[number] for number in drawn[0]], drawn[1])
         if drawn:
             break
     else:
         raise RuntimeError(f"make_problem: no {op!r} problem fits max_digits={max_digits}; use a smaller max_digits")
-    fields, result = drawn
     if op == "multi":
-        leaves, ops = _leaves_and_ops(tree)
+        leaves, ops, values = _post_order(drawn)
+        result, fields = drawn[-1], {"a": _expr_parts(rng, drawn, compact=" " not in template)}
     else:
-        leaves, ops = [number[0][1] for number in fields], [op]
+        (operands, result), ops = drawn, [op]
+        leaves, values = [v for _, v in operands.values()], [result]
+        slots = [part for part in _LAYOUTS[template] if isinstance(part, tuple)]
+        fields = {name: _leaf_parts(rng, operands[name], rule) for name, rule in slots}
     answer = format_answer(result)
 
-    pieces, values, pos = [], [], 0
-    names = PLACEHOLDER.split(template)  # literal, name, literal, name, ..., literal
-    parts = [part for i, name in enumerate(names) for part in (fields["ab".index(name)] if i % 2 else [name])]
+    pieces, numbers, pos = [], [], 0
+    parts = [q for part in _LAYOUTS[template] for q in (fields[part[0]] if isinstance(part, tuple) else [part])]
     for part in parts + [(answer, result), "\n"]:
         if isinstance(part, tuple):
-            part, value = part
-            values.append((pos + len(part) - 1, float(value)))
+            numbers.append((pos, pos + len(part[0])))
+            part = part[0]
         pieces.append(part)
         pos += len(part)
     text = "".join(pieces)
     return {
-        "prompt": text[: -len(answer) - 1], "answer": answer, "value": float(result),
-        "op": op, "ops": ops, "steps": len(ops), "digits": max(_int_digits(x) for x in leaves), "split": split,
-        "text": text, "values": values,
+        "prompt": text[: -len(answer) - 1], "answer": answer, "value": float(result), "op": op, "ops": ops,
+        "steps": len(ops), "step_values": [float(v) for v in values], "digits": max(_int_digits(x) for x in leaves),
+        "split": split, "template": template, "text": text, "numbers": numbers,
     }
 
 
-def _held_out(rng, split, n, max_digits):
+def _new_problem(rng, split, max_digits, max_ops, exclude, op=None):
+    """make_problem, redrawn while its prompt is in exclude."""
+    for _ in range(1000):
+        p = make_problem(rng, split, max_digits, op, max_ops)
+        if p["prompt"] not in exclude:
+            return p
+    raise RuntimeError(f"no new {split} {op or ''} prompt in 1000 draws: there are too few distinct problems; "
+                       f"use fewer problems or a larger max_digits")
+
+
+def _held_out(rng, split, n, max_digits, max_ops):
     """n distinct problems, balanced over CATEGORIES (round robin)."""
     problems, prompts = [], set()
     for i in range(n):
-        while True:
-            p = make_problem(rng, split, max_digits, op=CATEGORIES[i % len(CATEGORIES)])
-            if p["prompt"] not in prompts:
-                break
+        p = _new_problem(rng, split, max_digits, max_ops, prompts, op=CATEGORIES[i % len(CATEGORIES)])
         prompts.add(p["prompt"])
         problems.append(p)
     return problems
 
 
-def _stream(rng, split, n, max_digits, exclude):
-    """n problems whose prompts are not in exclude, as one text, its value labels (positions, values) and answer
-    spans (start, end, value): the positions from the prompt's last char to the answer's last char."""
-    pieces, positions, values, answers, pos = [], [], [], [], 0
+# -----------------------------------------------------------------------------
+# a split's token stream and its label files
+
+_ROLE_OF_ID = np.zeros(len(ALPHABET), dtype=np.uint8)  # the role of a char inside a number, by char id
+for _c, _role in {**{d: d for d in "0123456789"}, ",": "sep", ".": "point", "k": "k", "-": "minus"}.items():
+    _ROLE_OF_ID[ALPHABET.index(_c)] = CLASSES.index(_role)
+
+
+def _stream(rng, split, n, max_digits, max_ops, exclude):
+    """n problems whose prompts are not in exclude, as one text and what its labels are made of: a dict with
+    text, prompts, numbers (char spans of every number), answers (spans from the prompt's last char to the
+    answer's last char, end exclusive), steps (each problem's step values), max_chars (the longest problem)."""
+    s = {"text": [], "prompts": [], "numbers": [], "answers": [], "steps": [], "max_chars": 0}
+    pos = 0
     for _ in tqdm(range(n), desc=f"numeric {split}", disable=n < 50_000, mininterval=1.0):
-        p = make_problem(rng, split, max_digits)
-        while p["prompt"] in exclude:
-            p = make_problem(rng, split, max_digits)
-        pieces.append(p["text"])
-        for i, value in p["values"]:
-            positions.append(pos + i)
-            values.append(value)
-        answers.append((pos + len(p["prompt"]) - 1, pos + len(p["text"]) - 2, p["value"]))
+        p = _new_problem(rng, split, max_digits, max_ops, exclude)
+        s["text"].append(p["text"])
+        s["prompts"].append(p["prompt"])
+        s["numbers"].extend((pos + start, pos + end) for start, end in p["numbers"])
+        s["answers"].append((pos + len(p["prompt"]) - 1, pos + len(p["text"]) - 1))
+        s["steps"].append(p["step_values"])
+        s["max_chars"] = max(s["max_chars"], len(p["text"]))
         pos += len(p["text"])
-    return "".join(pieces), positions, values, answers
+    s["text"] = "".join(s["text"])
+    return s
 
 
-# {split}_answers.bin (float64, aligned with the text): the problem's answer value at every position from the
-# prompt's last char to the answer's last char, NaN elsewhere: where the DAG should hold the answer.
-# The role each character plays in a number, in the order of dag_model.CLASSES (the DAG's value extractor):
-# written as {split}_roles.bin next to the value labels, for the auxiliary loss that teaches the extractor
-ROLES = ("other",) + tuple("0123456789") + ("sep", "point", "k", "minus")
-_ROLE_OF = {**{d: ROLES.index(d) for d in "0123456789"}, ",": ROLES.index("sep"), ".": ROLES.index("point"),
-            "k": ROLES.index("k")}
+def _spans_mask(n_chars, spans):
+    """bool (n_chars,): True inside any of the (start, end) spans (end exclusive, spans disjoint)."""
+    starts, ends = np.asarray(spans, dtype=np.int64).reshape(-1, 2).T
+    edges = np.bincount(starts, minlength=n_chars + 1) - np.bincount(ends, minlength=n_chars + 1)
+    return np.cumsum(edges[:n_chars]) > 0
 
 
-def number_roles(text, positions, values):
-    """np.uint8 (len(text),): the ROLES index of every char; a number is the run of digits, ',', '.' and 'k'
-    that ends at a labelled position, plus a leading '-' when its value is negative; all else is "other"."""
-    roles = np.zeros(len(text), dtype=np.uint8)
-    for end, value in zip(positions, values):
-        i = end
-        while i >= 0 and text[i] in _ROLE_OF:
-            roles[i] = _ROLE_OF[text[i]]
-            i -= 1
-        if value < 0 and i >= 0 and text[i] == "-":
-            roles[i] = ROLES.index("minus")
+def roles_labels(ids, numbers):
+    """{split}_roles.bin: np.uint8 (len(ids),), the CLASSES index of each char's role in a number, 0 ('other')
+    outside the number spans (a '-' inside a span is always its sign: spans start at the sign).
+
+    A ',' or '.' right after a number is 'sep' or 'point' too: the value extractor reads causally, and at that
+    char no reader can tell "max(3, 4)" from "max(3,334" or "5." from "5.25"; either role leaves the value as it
+    is, so the label is the one that is right whatever comes next."""
+    roles = np.where(_spans_mask(len(ids), numbers), _ROLE_OF_ID[ids], 0).astype(np.uint8)
+    ends = np.asarray([end for _, end in numbers], dtype=np.int64)
+    ends = ends[ends < len(ids)]
+    after = ends[np.isin(ids[ends], [ALPHABET.index(","), ALPHABET.index(".")])]
+    roles[after] = _ROLE_OF_ID[ids[after]]
     return roles
 
 
-def encode(text):
-    """Char ids of text over ALPHABET: np.uint16 (len(text),). Raises ValueError for a char outside ALPHABET."""
-    unknown = set(text) - set(ALPHABET)
-    if unknown:
-        raise ValueError(f"chars {sorted(unknown)} are not in ALPHABET; add them to the templates' alphabet")
-    table = np.zeros(128, dtype=np.uint16)
-    table[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET), dtype=np.uint16)
-    return table[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+def answer_of_labels(n_chars, answers):
+    """{split}_answer_of.bin: np.int32 (n_chars,), problem i at the chars of its answer span i, -1 elsewhere."""
+    starts, ends = np.asarray(answers, dtype=np.int64).reshape(-1, 2).T
+    lengths = ends - starts
+    labels = np.full(n_chars, -1, dtype=np.int32)
+    first = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)  # (chars in spans,): span start - offset
+    labels[first + np.arange(lengths.sum())] = np.repeat(np.arange(len(starts), dtype=np.int32), lengths)
+    return labels
 
 
-def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, max_digits=4, values=True):
+def steps_labels(steps):
+    """{split}_steps.npy: np.float64 (n_problems, MAX_STEPS), each row right-aligned (the answer in the last
+    column), NaN before."""
+    labels = np.full((len(steps), MAX_STEPS), np.nan, dtype=np.float64)
+    for row, values in zip(labels, steps):
+        row[MAX_STEPS - len(values):] = values
+    return labels
+
+
+LABEL_FILES = {"roles": "roles.bin", "answer_of": "answer_of.bin", "steps": "steps.npy"}  # {split}_<file>
+LEGACY_LABELS = ("values.bin", "answers.bin", "steps.bin")  # written by earlier versions; nothing reads them
+
+
+def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, n_phrasing=1000,
+            max_digits=4, max_ops=4, labels=True):
     """Generate the corpus into out_dir (created if missing); same seed and sizes give byte-identical files.
 
-    n_val defaults to 5% of n_train. max_digits (1..6) bounds the integer digits of train/val/test operands; extrap
-    uses max_digits+1 .. max_digits+2. Returns a summary dict: problems and chars per split, vocab_size, paths, seconds.
+    n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
+    operands; extrap uses max_digits+1 .. max_digits+2. max_ops (2..MAX_STEPS) is the longest "multi" chain.
+    labels=False skips {split}_roles.bin / _answer_of.bin / _steps.npy and removes stale ones. Returns a summary dict:
+    per split {'problems', 'max_chars'} (+ 'chars' for train and val), vocab_size, paths, seconds.
+    Raises ValueError for max_digits or max_ops out of range.
     """
-    if not 1 <= max_digits <= 6:
-        raise ValueError(f"max_digits={max_digits}: use 1..6, so that extrap results stay below 2^53")
+    _check_sizes(max_digits, max_ops)
     n_val = n_train // 20 if n_val is None else n_val
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     rngs = {split: random.Random(f"numeric:{seed}:{split}") for split in SPLITS}  # one stream per split
-    held_out = {split: _held_out(rngs[split], split, n, max_digits)
-                for split, n in (("test", n_test), ("extrap", n_extrap))}
-    test_prompts = {p["prompt"] for p in held_out["test"]}
+    held_out = {split: _held_out(rngs[split], split, n, max_digits, max_ops)
+                for split, n in (("test", n_test), ("extrap", n_extrap), ("phrasing", n_phrasing))}
 
-    paths = {"meta": os.path.join(out_dir, "meta.pkl"), "problems": os.path.join(out_dir, "problems.jsonl")}
-    summary = {"seed": seed, "max_digits": max_digits, "vocab_size": len(ALPHABET), "paths": paths}
-    for split, n in (("train", n_train), ("val", n_val)):
-        text, positions, labels, answers = _stream(rngs[split], split, n, max_digits, exclude=test_prompts)
-        paths[split] = os.path.join(out_dir, f"{split}.bin")
-        encode(text).tofile(paths[split])
-        values_path = os.path.join(out_dir, f"{split}_values.bin")
-        roles_path = os.path.join(out_dir, f"{split}_roles.bin")
-        answers_path = os.path.join(out_dir, f"{split}_answers.bin")
-        if values:
-            aux = np.full(len(text), np.nan, dtype=np.float64)
-            aux[positions] = labels
-            aux.tofile(values_path)
-            number_roles(text, positions, labels).tofile(roles_path)
-            aux = np.full(len(text), np.nan, dtype=np.float64)
-            for start, end, value in answers:
-                aux[start:end + 1] = value
-            aux.tofile(answers_path)
-            paths.update({f"{split}_values": values_path, f"{split}_roles": roles_path, f"{split}_answers": answers_path})
-        else:  # a stale file from an earlier run would no longer be aligned
-            for path in (values_path, roles_path, answers_path):
-                if os.path.exists(path):
-                    os.remove(path)
-        summary[split] = {"problems": n, "chars": len(text)}
+    paths = {split: os.path.join(out_dir, f"{split}.bin") for split in ("train", "val")}
+    paths.update(meta=os.path.join(out_dir, "meta.pkl"), problems=os.path.join(out_dir, "problems.jsonl"))
+    summary = {"seed": seed, "max_digits": max_digits, "max_ops": max_ops, "vocab_size": len(ALPHABET), "paths": paths}
+    exclude = {p["prompt"] for p in held_out["test"]}
+    for split, n in (("val", n_val), ("train", n_train)):  # val first: train excludes test and val prompts
+        stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude)
+        exclude |= set(stream["prompts"])
+        ids = encode(stream["text"])
+        ids.tofile(paths[split])
+        label_paths = {name: os.path.join(out_dir, f"{split}_{file}") for name, file in LABEL_FILES.items()}
+        if labels:
+            roles_labels(ids, stream["numbers"]).tofile(label_paths["roles"])
+            answer_of_labels(len(ids), stream["answers"]).tofile(label_paths["answer_of"])
+            np.save(label_paths["steps"], steps_labels(stream["steps"]))
+            paths.update({f"{split}_{name}": path for name, path in label_paths.items()})
+        stale = [] if labels else list(label_paths.values())  # a stale label file would no longer be aligned
+        for path in stale + [os.path.join(out_dir, f"{split}_{name}") for name in LEGACY_LABELS]:
+            if os.path.exists(path):
+                os.remove(path)
+        summary[split] = {"problems": n, "chars": len(ids), "max_chars": stream["max_chars"]}
 
     with open(paths["meta"], "wb") as f:
         pickle.dump({"vocab_size": len(ALPHABET), "itos": dict(enumerate(ALPHABET)),
                      "stoi": {c: i for i, c in enumerate(ALPHABET)}}, f)
-    keys = ("prompt", "answer", "value", "op", "ops", "steps", "digits", "split")
+    keys = ("prompt", "answer", "value", "op", "ops", "steps", "step_values", "digits", "split", "template")
     with open(paths["problems"], "w") as f:
-        for split in ("test", "extrap"):
+        for split in ("test", "extrap", "phrasing"):
             encode("".join(p["text"] for p in held_out[split]))  # same alphabet check as the .bin files
             for p in held_out[split]:
                 f.write(json.dumps({k: p[k] for k in keys}) + "\n")
-            summary[split] = {"problems": len(held_out[split])}
+            summary[split] = {"problems": len(held_out[split]),
+                              "max_chars": max((len(p["text"]) for p in held_out[split]), default=0)}
     summary["seconds"] = round(time.time() - t0, 2)
     return summary
 
@@ -468,16 +632,19 @@ if __name__ == "__main__":
     parser.add_argument("--n_val", type=int, default=None, help="default: 5%% of n_train")
     parser.add_argument("--n_test", type=int, default=2000)
     parser.add_argument("--n_extrap", type=int, default=1000)
+    parser.add_argument("--n_phrasing", type=int, default=1000, help="problems in the held-out phrasings")
     parser.add_argument("--max_digits", type=int, default=4, help="integer digits of train/val/test operands")
-    parser.add_argument("--values", action=argparse.BooleanOptionalAction, default=True,
-                        help="write {train,val}_values.bin and _roles.bin (aux targets for the DAG's extractor)")
+    parser.add_argument("--max_ops", type=int, default=4, help=f"longest multi-step chain (2..{MAX_STEPS})")
+    parser.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
+                        help="write {train,val}_roles.bin / _answer_of.bin / _steps.npy (the DAG's auxiliary labels)")
     args = parser.parse_args()
-    s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.max_digits,
-                args.values)
-    print(f"numeric corpus, seed {s['seed']}, max_digits {s['max_digits']}, vocab size {s['vocab_size']}, "
-          f"{s['seconds']:.1f}s")
-    for split in ("train", "val"):
-        print(f"{split}: {s[split]['problems']:,} problems, {s[split]['chars']:,} chars")
-    print(f"test: {s['test']['problems']:,} problems, extrap: {s['extrap']['problems']:,} problems")
+    s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.n_phrasing,
+                args.max_digits, args.max_ops, args.labels)
+    print(f"numeric corpus, seed {s['seed']}, max_digits {s['max_digits']}, max_ops {s['max_ops']}, "
+          f"vocab size {s['vocab_size']}, {s['seconds']:.1f}s (longest: chars of one problem; training crops to "
+          f"block_size)")
+    for split in SPLITS:
+        chars = f", {s[split]['chars']:,} chars" if "chars" in s[split] else ""
+        print(f"{split}: {s[split]['problems']:,} problems{chars}, longest {s[split]['max_chars']} chars")
     for name, path in s["paths"].items():
-        print(f"  {name:13s} {path}")
+        print(f"  {name:15s} {path}")
