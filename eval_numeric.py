@@ -73,6 +73,7 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
     tokens; an answer is the generated text up to its first "\n". A row that never emits "\n" returns all its
     generated text, which is longer than the expected answer and so never an exact match."""
     prompts = [encode('\n' + p['prompt']) for p in problems]  # in the corpus every problem follows a newline
+    newline = encode('\n')[0]  # an answer ends there: a batch stops once every row has written it
     by_length = {}
     for i, ids in enumerate(prompts):
         by_length.setdefault(len(ids), []).append(i)
@@ -86,7 +87,7 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
                 batch = rows[start:start + batch_size]
                 idx = torch.tensor([prompts[i] for i in batch], dtype=torch.long, device=device)  # (B, T)
                 max_new_tokens = max(len(encode(problems[i]['answer'])) for i in batch) + 2
-                generated = greedy_decode(model, idx, max_new_tokens)[:, length:].tolist()
+                generated = greedy_decode(model, idx, max_new_tokens, stop_token=newline)[:, length:].tolist()
                 for i, ids in zip(batch, generated):
                     answers[i] = decode(ids).split('\n', 1)[0]
     finally:

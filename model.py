@@ -350,16 +350,22 @@ def sample_next(logits, temperature=1.0, top_k=None):
 
 
 @torch.no_grad()
-def greedy_decode(model, idx, max_new_tokens):
+def greedy_decode(model, idx, max_new_tokens, stop_token=None):
     """The plain greedy loop over any model's forward: idx LongTensor (B, T) -> (B, T + max_new_tokens).
 
     Each step runs `logits, _ = model(idx_cond)` and appends logits[:, -1, :].argmax(-1); idx_cond is idx
     cropped to the last model.config.block_size tokens when the model has such a config. No cache and no
     model-specific logic, so one helper scores every model the same way (the numeric evaluation, the
-    hand-wired adder)."""
+    hand-wired adder). With stop_token (an int), the loop ends early, once every row has generated it: the
+    tokens up to each row's first stop_token are the same as without it."""
     block_size = getattr(getattr(model, 'config', None), 'block_size', None)
+    stopped = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
     for _ in range(max_new_tokens):
         idx_cond = idx if block_size is None else idx[:, -block_size:]
         logits, _ = model(idx_cond)
         idx = torch.cat((idx, logits[:, -1, :].argmax(dim=-1, keepdim=True)), dim=1)
+        if stop_token is not None:
+            stopped |= idx[:, -1] == stop_token
+            if stopped.all():
+                break
     return idx

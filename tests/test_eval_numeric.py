@@ -68,9 +68,9 @@ def test_answer_problems_uses_shared_greedy_decode(monkeypatch):
     assert eval_numeric.greedy_decode is model_module.greedy_decode
     calls = []
 
-    def spy(model, idx, max_new_tokens):
-        calls.append((tuple(idx.shape), max_new_tokens))
-        return model_module.greedy_decode(model, idx, max_new_tokens)
+    def spy(model, idx, max_new_tokens, stop_token=None):
+        calls.append((tuple(idx.shape), max_new_tokens, stop_token))
+        return model_module.greedy_decode(model, idx, max_new_tokens, stop_token)
     monkeypatch.setattr(eval_numeric, 'greedy_decode', spy)
 
     oracle = Oracle(PROBLEMS)
@@ -80,8 +80,9 @@ def test_answer_problems_uses_shared_greedy_decode(monkeypatch):
     assert score(PROBLEMS, answers)['overall']['acc'] == 1.0
     assert oracle.training, "the caller's training flag is restored"
     # by prompt length, "\n" included (5: 1+2, 7*8, 5*6; 6: 9-30; 7: 10+20, 12+30; 11: max), batch_size rows at
-    # a time, each for the longest answer in the batch + 2 tokens
-    assert calls == [((2, 5), 4), ((1, 5), 4), ((1, 6), 5), ((2, 7), 4), ((1, 11), 3)]
+    # a time, each for the longest answer in the batch + 2 tokens, stopping early at "\n"
+    nl = VOCAB.index('\n')
+    assert calls == [((2, 5), 4, nl), ((1, 5), 4, nl), ((1, 6), 5, nl), ((2, 7), 4, nl), ((1, 11), 3, nl)]
 
 
 @pytest.mark.parametrize('answer, after', [(lambda p: '', '\n'),  # "\n" at once: empty answers

@@ -137,3 +137,19 @@ def test_from_pretrained_local_hf_dir_matches_transformers(tmp_path):
 def test_from_pretrained_rejects_unknown_name():
     with pytest.raises(ValueError, match="neither"):
         GPT.from_pretrained('gpt3-not-a-model')
+
+
+def test_greedy_decode_stops_once_every_row_has_the_stop_token():
+    torch.manual_seed(2)  # greedy rows of this random model: 6 6 6 6 3 3 3 ..., so stops at 6 and at 3 are early
+    model = GPT(GPTConfig(block_size=16, vocab_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0)).eval()
+    idx = torch.randint(0, 8, (4, 3))
+    full = greedy_decode(model, idx, 12)
+    stopped_early = 0
+    for stop in range(8):
+        early = greedy_decode(model, idx, 12, stop_token=stop)
+        assert torch.equal(early, full[:, :early.size(1)])  # the same tokens, cut
+        generated = early[:, 3:]
+        if early.size(1) < full.size(1):
+            assert (generated == stop).any(1).all() and not (generated[:, :-1] == stop).any(1).all()
+            stopped_early += 1
+    assert stopped_early > 0
