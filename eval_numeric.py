@@ -147,8 +147,8 @@ def format_grid(problems, answers):
 def score(problems, answers):
     """Exact-match accuracy of answers (list[str]) to problems (dicts with answer, split, op, digits).
 
-    Returns {'overall': T, 'by_split': {split: T}, 'by_op': {op: T}, 'by_digits': {str(digits): T},
-    'by_steps': {str(steps): T}} where each T
+    Returns {'overall': T, 'by_split': {split: T}, 'by_kind': {'<split> one op' or '<split> chain': T},
+    'by_op': {op: T}, 'by_digits': {str(digits): T}, 'by_steps': {str(steps): T}} where each T
     is {'acc': float in [0, 1], 'n': int, 'correct': int}; splits and ops in order of first appearance, digits in
     increasing order (as strings, so the dict survives a JSON round trip unchanged). Raises ValueError when the
     two lists differ in length."""
@@ -156,10 +156,13 @@ def score(problems, answers):
         raise ValueError(f"score: {len(problems)} problems but {len(answers)} answers")
     hits = [a == p['answer'] for p, a in zip(problems, answers)]
     result = {'overall': _tally(hits)}
-    for name, key in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits'), ('by_steps', 'steps')):
+    for name, key in (('by_split', 'split'), ('by_kind', 'kind'), ('by_op', 'op'), ('by_digits', 'digits'),
+                      ('by_steps', 'steps')):
         groups = {}
         for p, hit in zip(problems, hits):
-            groups.setdefault(p.get(key, 1), []).append(hit)  # a problem without 'steps' is one step
+            steps = p.get('steps', 1)  # a problem without 'steps' is one step
+            value = {'steps': steps, 'kind': f"{p['split']} {'chain' if steps > 1 else 'one op'}"}.get(key) or p[key]
+            groups.setdefault(value, []).append(hit)
         order = sorted(groups) if key in ('digits', 'steps') else groups
         result[name] = {str(k): _tally(groups[k]) for k in order}
     return result
@@ -172,7 +175,8 @@ def format_table(scores):
     def row(label, t):
         lines.append(f"{label:16s} {100 * t['acc']:6.2f}%  {t['correct']:>7d}/{t['n']}")
     row('overall', scores['overall'])
-    for name, label in (('by_split', 'split'), ('by_op', 'op'), ('by_digits', 'digits'), ('by_steps', 'steps')):
+    for name, label in (('by_split', 'split'), ('by_kind', 'split and kind'), ('by_op', 'op'), ('by_digits', 'digits'),
+                        ('by_steps', 'steps')):
         lines.append(f"-- by {label}")
         for k, t in scores[name].items():
             row(f"  {k}", t)

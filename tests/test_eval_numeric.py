@@ -124,13 +124,14 @@ def trained(tmp_path_factory):
 def test_script_end_to_end(trained):
     proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', cwd=trained)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result) == {'overall', 'by_split', 'by_op', 'by_digits', 'by_steps', 'checkpoint', 'iter_num',
-                           'n_params', 'dag_depth'}
+    assert set(result) == {'overall', 'by_split', 'by_kind', 'by_op', 'by_digits', 'by_steps', 'checkpoint',
+                           'iter_num', 'n_params', 'dag_depth'}
     assert result['overall']['n'] == 80 and 0 <= result['overall']['acc'] <= 1
     assert {k: t['n'] for k, t in result['by_split'].items()} == {'test': 40, 'extrap': 20, 'phrasing': 20}
     assert set(result['by_op']) == {'add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min',
                                     'identity', 'multi'}
-    for group in ('by_split', 'by_op', 'by_digits', 'by_steps'):
+    assert {'test one op', 'test chain', 'phrasing one op'} <= set(result['by_kind'])
+    for group in ('by_split', 'by_kind', 'by_op', 'by_digits', 'by_steps'):
         assert sum(t['n'] for t in result[group].values()) == 80
         assert sum(t['correct'] for t in result[group].values()) == result['overall']['correct']
     assert result['iter_num'] == 20 and result['dag_depth'] == 0 and result['n_params'] > 0
@@ -170,4 +171,5 @@ def test_length_problems():
         assert int(p['answer']) == eval_numeric.GRID_OPS[p['op']][1](int(x), int(y)) and abs(int(p['answer'])) < 2 ** 53
     assert eval_numeric.length_problems() == problems  # deterministic
     table = eval_numeric.format_grid(problems, [p['answer'] if p['op'] == 'add' else '' for p in problems])
-    assert table.splitlines()[1].split() == ['1', '100.0%', '0.0%', '0.0%'] and table.splitlines()[12].split()[-1] == '-'
+    rows = table.splitlines()
+    assert rows[1].split() == ['1', '100.0%', '0.0%', '0.0%'] and rows[12].split()[-1] == '-'

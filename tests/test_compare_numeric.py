@@ -1,0 +1,17 @@
+"""compare_numeric.py end to end on a tiny corpus: every model and seed trains, is scored, and is summarised."""
+import json
+
+from conftest import run_script
+
+
+def test_compare_runs_each_model_and_seed(tmp_path):
+    run_script('data/numeric/prepare.py', '--out_dir', tmp_path / 'data' / 'numeric', '--n_train=2000',
+               '--n_val=200', '--n_test=20', '--n_extrap=10', '--n_phrasing=10', cwd=tmp_path)
+    proc = run_script('compare_numeric.py', '--iters=3', '--seeds=1,2', '--models=gpt4,dag-nolabels', cwd=tmp_path)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary['iters'] == 3 and set(summary['models']) == {'gpt4', 'dag-nolabels'}
+    for name, model in summary['models'].items():
+        assert [r['seed'] for r in model['runs']] == [1, 2] and all(r['iters'] == 3 for r in model['runs'])
+        assert all(0 <= model[split]['mean'] <= 1 for split in ('test', 'extrap', 'phrasing'))
+        assert model['ms_per_iter']['mean'] > 0
+    assert summary['models']['dag-nolabels']['n_params'] > summary['models']['gpt4']['n_params']
