@@ -47,7 +47,8 @@ symbol straight into the logits (after Dietz & Klakow 2025): test 83.1% / extrap
 without it, and 100% against 99.8% on 510 10-digit additions; an MLP of (context, step, previous node) in place of
 context + step_emb[k] for each step's choices: test 81.7%, multi-step 7.3% against 8.0%, and 14% slower. (Nor
 did a corpus with a third of its problems multi-step help: 8.0%.) At 750 iterations the right program is among
-a chain step's candidates 58-98% of the time but gets only ~0.1 of their probability: chains need more training.
+a chain step's candidates 61-98% of the time but gets only 0.07-0.17 of their probability: chains need more
+training.
 
 Tokenisation: the extractor reads one character per token (the numeric corpus and shakespeare_char). With GPT-2
 BPE it still runs, but a multi-digit token can only be read as one digit. Generation re-runs the context for

@@ -48,5 +48,5 @@ def numeric_data(tmp_path_factory):
     """A working directory whose data/numeric holds a small built-in numeric corpus (with roles)."""
     work = tmp_path_factory.mktemp('numeric')
     run_script('data/numeric/prepare.py', '--n_train=4000', '--n_val=400', '--n_test=40', '--n_extrap=20',
-               '--out_dir', work / 'data' / 'numeric', cwd=work)
+               '--n_phrasing=20', '--out_dir', work / 'data' / 'numeric', cwd=work)
     return work

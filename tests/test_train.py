@@ -86,6 +86,10 @@ def test_dag_training_loss_goes_down_and_resumes_exactly(numeric_data):
     val = eval_losses(straight.stdout)
     assert len(val) == 3 and val[-1] < val[0] - 0.5, val
     assert 'op_add' in straight.stdout and 'gate' in straight.stdout  # extra_vals on the console
+    assert 'auxiliary labels: roles and step values' in straight.stdout
+    no_labels = run_script('train.py', *common, '--max_iters=0', '--dag_value_loss=0', '--out_dir=out-dag-nl',
+                           cwd=numeric_data)
+    assert losses(straight.stdout)[0] > losses(no_labels.stdout)[0] + 0.1  # the same first batch, plus the aux loss
     run_script('train.py', *common, '--max_iters=20', '--out_dir=out-dag-resume', cwd=numeric_data)
     resumed = run_script('train.py', *common, '--max_iters=40', '--out_dir=out-dag-resume', '--init_from=resume',
                          cwd=numeric_data)
