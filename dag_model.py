@@ -45,7 +45,7 @@ What this design gets right where its public ancestor did not (SPEC.md, "What a 
 Tried and left out (the main job, 750 iterations, seed 1337; NOTES.md): a gated write-back of the last step's next
 symbol straight into the logits (after Dietz & Klakow 2025): test 83.1% / extrap 79.5% against 85.4% / 80.1%
 without it, and 100% against 99.8% on 510 10-digit additions; an MLP of (context, step, previous node) in place of
-context + step_emb[k] for each step's choices: test 81.7%, multi-step 7.3% against 8.0%, and 14% slower. (Nor
+context + step_emb[k] for each step's choices: test 81.7%, multi-step 7.3% against 8.0%, and ~15% slower. (Nor
 did a corpus with a third of its problems multi-step help: 8.0%.) At 750 iterations the right program is among
 a chain step's candidates 61-98% of the time but gets only 0.07-0.17 of their probability: chains need more
 training.

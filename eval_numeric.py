@@ -161,8 +161,8 @@ def score(problems, answers):
         groups = {}
         for p, hit in zip(problems, hits):
             steps = p.get('steps', 1)  # a problem without 'steps' is one step
-            value = {'steps': steps, 'kind': f"{p['split']} {'chain' if steps > 1 else 'one op'}"}.get(key) or p[key]
-            groups.setdefault(value, []).append(hit)
+            kind = f"{p['split']} {'chain' if steps > 1 else 'one op'}"
+            groups.setdefault(steps if key == 'steps' else kind if key == 'kind' else p[key], []).append(hit)
         order = sorted(groups) if key in ('digits', 'steps') else groups
         result[name] = {str(k): _tally(groups[k]) for k in order}
     return result
