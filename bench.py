@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from checkpoint import build_model
-from configurator import configure
+from configurator import check_device, configure
 
 # -----------------------------------------------------------------------------
 batch_size = 12
@@ -40,6 +40,7 @@ gen_new_tokens = 500  # new tokens per generation benchmark (0 skips it)
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU
 # -----------------------------------------------------------------------------
 configure(globals())
+check_device(device, dtype)
 
 torch.manual_seed(seed)
 torch.cuda.manual_seed(seed)
@@ -55,9 +56,8 @@ use_real = real_data and os.path.exists(data_path)
 if not vocab_size:
     meta_path = os.path.join('data', dataset, 'meta.pkl')
     if os.path.exists(meta_path):
-        import pickle
-        with open(meta_path, 'rb') as f:
-            vocab_size = pickle.load(f)['vocab_size']
+        from tokenizer import load_meta
+        vocab_size = load_meta(meta_path)['vocab_size']
     else:
         vocab_size = 50304
 if use_real:

@@ -8,18 +8,56 @@ states, so the data batches continue where they left off) and `wandb_run_id`. `m
 """
 
 import dataclasses
+import glob
 import os
+import pickle
+import socket
 
 import torch
 
 REQUIRED_KEYS = ('model', 'model_args')
 
 
+def _tmp_path(path, pid=None):
+    """The temp file a writer with this pid on this host uses for path: path.tmp.<host>.<pid>."""
+    return f"{path}.tmp.{socket.gethostname()}.{os.getpid() if pid is None else pid}"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temp_files(path):
+    """Delete the temp files that writers killed mid-save left next to path; return the paths removed.
+
+    Only files of this host whose writer process no longer runs are removed (path.tmp.<host>.<pid>, and the
+    older path.tmp.<pid>), so a save in progress, here or on another machine sharing the directory, is left alone."""
+    host = socket.gethostname()
+    removed = []
+    for tmp in glob.glob(glob.escape(path) + '.tmp.*'):
+        *tmp_host, pid = tmp[len(path) + len('.tmp.'):].rsplit('.', 1)
+        if not pid.isdigit() or (tmp_host and tmp_host[0] != host) or _pid_alive(int(pid)):
+            continue
+        try:
+            os.remove(tmp)
+            removed.append(tmp)
+        except FileNotFoundError:  # another process cleaned it first
+            pass
+    return removed
+
+
 def save_checkpoint(checkpoint, path):
     """torch.save checkpoint to path atomically: write a temp file in the same directory, fsync, rename.
 
-    A crash mid-write leaves the previous file at `path` untouched."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+    A crash mid-write leaves the previous file at `path` untouched; a kill mid-write leaves the temp file,
+    which remove_stale_temp_files (called by train.py at start) deletes."""
+    tmp = _tmp_path(path)
     try:
         with open(tmp, 'wb') as f:
             torch.save(checkpoint, f)
@@ -42,7 +80,10 @@ def load_checkpoint(path, map_location='cpu'):
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
-        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+        # one line: torch's own messages run over several and, for weights_only, suggest loading the file as code
+        detail = 'not a file that torch.save wrote, or it holds more than tensors and plain values' \
+            if isinstance(e, pickle.UnpicklingError) else (str(e).strip().splitlines() or [''])[0][:200]
+        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {detail}); "
                          f"restore it from a backup or retrain") from e
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         raise ValueError(f"{path} is not a nanoGPT-DAG checkpoint: it lacks {list(REQUIRED_KEYS)}")
@@ -61,11 +102,22 @@ def build_model(model_args):
 
 def model_from_checkpoint(checkpoint):
     """Rebuild the model saved in a checkpoint dict and load its weights (state dicts saved from a
-    torch.compile'd model carry an `_orig_mod.` prefix, which is stripped)."""
-    model = build_model(checkpoint['model_args'])
+    torch.compile'd model carry an `_orig_mod.` prefix, which is stripped).
+
+    Raises ValueError when model_args cannot build a model or disagree with the saved weights."""
+    try:
+        model = build_model(checkpoint['model_args'])
+    except (TypeError, ValueError, AssertionError) as e:
+        raise ValueError(f"the checkpoint's model_args {checkpoint['model_args']} do not describe a model "
+                         f"({type(e).__name__}: {e})") from e
     state_dict = checkpoint['model']
     unwanted_prefix = '_orig_mod.'
     state_dict = {k[len(unwanted_prefix):] if k.startswith(unwanted_prefix) else k: v
                   for k, v in state_dict.items()}
-    model.load_state_dict(state_dict)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[1:2] or [str(e)]
+        raise ValueError(f"the checkpoint's weights do not fit its model_args ({first[0].strip()}); "
+                         f"the file was edited or mixed from two runs: retrain or restore it") from e
     return model

@@ -242,7 +242,8 @@ class GPT(nn.Module):
         by `transformers`) or a local directory saved by `transformers` (GPT2LMHeadModel.save_pretrained).
 
         override_args may set `dropout` and, for subclasses such as DAGGPT, their own config fields; the
-        architecture of the checkpoint fixes everything else. Raises ValueError for an unknown model_type."""
+        architecture of the checkpoint fixes everything else. Raises ValueError for an unknown model_type and
+        OSError (saying what to pass offline) when the weights cannot be loaded."""
         import os
         override_args = dict(override_args or {})
         from transformers import GPT2LMHeadModel
@@ -251,7 +252,11 @@ class GPT(nn.Module):
             raise ValueError(f"from_pretrained: {model_type!r} is neither one of {sorted(hub_types)} nor a "
                              f"local directory saved by transformers")
         print(f"loading weights from pretrained gpt: {model_type}")
-        model_hf = GPT2LMHeadModel.from_pretrained(model_type)
+        try:
+            model_hf = GPT2LMHeadModel.from_pretrained(model_type)
+        except OSError as e:  # no network, no cached copy, or a directory without the weights
+            raise OSError(f"could not load GPT-2 weights {model_type!r} ({str(e).splitlines()[0]}); offline, "
+                          f"pass the path of a directory saved by GPT2LMHeadModel.save_pretrained") from e
         hf = model_hf.config
         config_args = dict(n_layer=hf.n_layer, n_head=hf.n_head, n_embd=hf.n_embd,
                            vocab_size=hf.vocab_size, block_size=hf.n_positions, bias=True)

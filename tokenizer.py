@@ -2,10 +2,52 @@
 Text to token ids and back: a dataset's character vocabulary (its meta.pkl, as nanoGPT writes it) or GPT-2's
 BPE through tiktoken, which also works offline from a local `gpt2.tiktoken` ranks file; plus fetching a
 text file for the prepare scripts (a local copy, or a download with a progress bar).
+
+Files a user did not write are data: `meta.pkl` is read by an unpickler that accepts only plain values (no class,
+no function, so no code runs), and a dataset name that a checkpoint or a setting gives must stay inside data/.
 """
 
 import os
 import pickle
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles only dicts, lists, tuples, strings, numbers, booleans and None: any global (a class, a
+    function such as os.system) is refused, so a crafted file cannot run code."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing {module}.{name}: a vocabulary holds only plain values")
+
+
+def load_meta(meta_path):
+    """A dataset's vocabulary from nanoGPT's meta.pkl, read as data: a dict with 'vocab_size' (int) and, for a
+    character vocabulary, 'stoi' (str -> int) and 'itos' (int -> str).
+
+    Raises ValueError naming the file when it is not such a dict (or holds anything but plain values)."""
+    try:
+        with open(meta_path, 'rb') as f:
+            meta = _PlainUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as e:
+        raise ValueError(f"{meta_path} is not a vocabulary file ({e}); regenerate it with the dataset's "
+                         f"prepare.py") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get('vocab_size'), int):
+        raise ValueError(f"{meta_path} is not a vocabulary file (no integer 'vocab_size'); regenerate it with "
+                         f"the dataset's prepare.py")
+    return meta
+
+
+def dataset_dir(dataset):
+    """data/<dataset>, for a dataset name such as 'shakespeare_char' or 'numeric'.
+
+    Raises ValueError for a name that would lead out of data/ (an absolute path, '..'), which a crafted
+    checkpoint could otherwise use to point the scripts at files anywhere."""
+    root = os.path.realpath('data')
+    path = os.path.join('data', dataset)
+    if not dataset or os.path.isabs(dataset) or os.path.commonpath([root, os.path.realpath(path)]) != root \
+            or os.path.realpath(path) == root:
+        raise ValueError(f"dataset {dataset!r} is not a directory name inside data/: use a name such as "
+                         f"'shakespeare_char' or 'numeric'")
+    return path
 
 
 def gpt2_encoding(tiktoken_file=None):
@@ -14,7 +56,11 @@ def gpt2_encoding(tiktoken_file=None):
     (or uses its cache). Raises FileNotFoundError for a missing tiktoken_file."""
     import tiktoken
     if not tiktoken_file:
-        return tiktoken.get_encoding("gpt2")
+        try:
+            return tiktoken.get_encoding("gpt2")
+        except Exception as e:  # requests' ConnectionError, a timeout, a broken cache ...
+            raise RuntimeError(f"could not load GPT-2's BPE ranks ({type(e).__name__}); with no network pass "
+                               f"--tiktoken_file=PATH to a local gpt2.tiktoken file") from e
     if not os.path.isfile(tiktoken_file):
         raise FileNotFoundError(f"GPT-2 ranks file {tiktoken_file} not found: pass the path of a gpt2.tiktoken "
                                 f"(r50k_base) file, or leave it empty to let tiktoken download its own")
@@ -27,13 +73,15 @@ def gpt2_encoding(tiktoken_file=None):
 def load_codec(meta_path=None, tiktoken_file=None):
     """(encode, decode) for a dataset: its character vocabulary when meta_path exists, else GPT-2 BPE.
 
-    encode: str -> list[int]; decode: list[int] -> str. Raises ValueError naming a character that is not
-    in a char-level vocabulary."""
+    encode: str -> list[int]; decode: list[int] -> str. Raises ValueError for a meta.pkl that is not a
+    character vocabulary (load_meta), and from encode, naming a character that is not in the vocabulary;
+    RuntimeError when GPT-2's BPE cannot be loaded (gpt2_encoding)."""
     if meta_path and os.path.exists(meta_path):
         print(f"Loading meta from {meta_path}...")
-        with open(meta_path, 'rb') as f:
-            meta = pickle.load(f)
-        stoi, itos = meta['stoi'], meta['itos']
+        meta = load_meta(meta_path)
+        stoi, itos = meta.get('stoi'), meta.get('itos')
+        if not isinstance(stoi, dict) or not isinstance(itos, dict):
+            raise ValueError(f"{meta_path} has no character vocabulary ('stoi' and 'itos' dicts)")
 
         def encode(s):
             missing = sorted(set(c for c in s if c not in stoi))

@@ -1,9 +1,12 @@
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from checkpoint import load_checkpoint, model_from_checkpoint, remove_stale_temp_files, save_checkpoint
 from model import GPT, GPTConfig
 
 ARGS = dict(block_size=16, vocab_size=20, n_layer=1, n_head=2, n_embd=8, dropout=0.0, bias=False, dag_depth=0)
@@ -66,3 +69,29 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
         save_checkpoint({'model': {}, 'model_args': ARGS}, path)
     assert open(path, 'rb').read() == before
     assert os.listdir(tmp_path) == ['ckpt.pt']
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
+    path = str(tmp_path / 'ckpt.pt')
+    make_checkpoint(path)
+    host, me = socket.gethostname(), os.getpid()
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    dead = int(dead.stdout)
+    stale = [f'{path}.tmp.{host}.{dead}', f'{path}.tmp.{dead}']
+    kept = [f'{path}.tmp.{host}.{me}', f'{path}.tmp.another-host.{dead}', f'{path}.tmp.{host}.notapid']
+    for p in stale + kept:
+        open(p, 'wb').close()
+    assert sorted(remove_stale_temp_files(path)) == sorted(stale)
+    assert sorted(os.listdir(tmp_path)) == sorted(['ckpt.pt'] + [os.path.basename(p) for p in kept])
+
+
+def test_weights_that_do_not_fit_model_args(tmp_path):
+    path = str(tmp_path / 'ckpt.pt')
+    make_checkpoint(path)
+    ckpt = load_checkpoint(path)
+    ckpt['model_args'] = {**ARGS, 'n_embd': 16}
+    with pytest.raises(ValueError, match='do not fit its model_args'):
+        model_from_checkpoint(ckpt)
+    ckpt['model_args'] = {**ARGS, 'n_head': 3}
+    with pytest.raises(ValueError, match='do not describe a model'):
+        model_from_checkpoint(ckpt)
