@@ -53,9 +53,11 @@ def _coerce(key, value, current):
 def configure(g, argv=None):
     """Apply config files and --key=value overrides from argv (default sys.argv[1:]) to the globals dict g.
 
-    Exits with status 2 and a message on an unknown key, a type mismatch or a missing config file."""
+    Returns the set of keys that a config file or an override set. Exits with status 2 and a message on an
+    unknown key, a type mismatch or a missing config file."""
     argv = sys.argv[1:] if argv is None else argv
     keys = config_keys(g)
+    changed = set()
     for arg in argv:
         if arg in ('-h', '--help'):
             print("settings (override with --key=value or a config file):")
@@ -76,6 +78,7 @@ def configure(g, argv=None):
                     _unknown_key(k, keys)
             for k in keys:
                 g[k] = _coerce(k, g[k], before[k])
+            changed |= {k for k in keys if g[k] != before[k]}
             continue
         if '=' not in arg:
             _fail(f"argument {arg!r} must look like --key=value")
@@ -87,4 +90,23 @@ def configure(g, argv=None):
         except (SyntaxError, ValueError):
             attempt = val  # a bare string such as --device=cpu
         g[key] = _coerce(key, attempt, g[key])
+        changed.add(key)
         print(f"Overriding: {key} = {g[key]!r}")
+    return changed
+
+
+def check_device(device, dtype):
+    """Exit with status 2 and a message when device cannot be used here (CUDA or MPS absent) or dtype is not
+    one of 'float32', 'bfloat16', 'float16'."""
+    import torch
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        _fail(f"--dtype={dtype!r} is not supported: use 'float32', 'bfloat16' or 'float16'")
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        _fail(f"--device={device!r} but this machine has no CUDA GPU (torch.cuda.is_available() is False): "
+              f"use --device=cpu")
+    if device.startswith('mps') and not torch.backends.mps.is_available():
+        _fail(f"--device={device!r} but MPS is not available here: use --device=cpu")
+    if device.split(':')[0] not in ('cpu', 'cuda', 'mps'):
+        _fail(f"--device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if dtype == 'bfloat16' and device.startswith('cuda') and not torch.cuda.is_bf16_supported():
+        _fail("--dtype=bfloat16 is not supported by this GPU: use --dtype=float16")

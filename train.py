@@ -31,8 +31,9 @@ import torch
 from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import build_model, load_checkpoint, model_from_checkpoint, save_checkpoint
-from configurator import configure
+from checkpoint import build_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files, save_checkpoint
+from configurator import check_device, configure
+from tokenizer import dataset_dir, load_meta
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M); see config/ for small CPU runs
@@ -87,10 +88,39 @@ compile = torch.cuda.is_available()  # use PyTorch 2.0 to compile the model to b
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU (unknown on CPU: no MFU)
 seed = 1337
 # -----------------------------------------------------------------------------
-configure(globals())
+set_by_user = configure(globals())  # the settings a config file or --key=value changed
 config = {k: globals()[k] for k in sorted(globals()) if not k.startswith('_')
           and isinstance(globals()[k], (int, float, bool, str))}  # useful for logging
 # -----------------------------------------------------------------------------
+
+
+def check_settings():
+    """Exit with one line naming the first setting that cannot work (before any process group or file)."""
+    check_device(device, dtype)
+    rules = [
+        (eval_interval >= 1, f"--eval_interval={eval_interval}: evaluate every N >= 1 iterations"),
+        (eval_iters >= 1, f"--eval_iters={eval_iters}: an evaluation needs at least 1 batch"),
+        (log_interval >= 1, f"--log_interval={log_interval}: log every N >= 1 iterations"),
+        (batch_size >= 1, f"--batch_size={batch_size}: a batch needs at least 1 sequence"),
+        (block_size >= 1, f"--block_size={block_size}: a sequence needs at least 1 token"),
+        (gradient_accumulation_steps >= 1,
+         f"--gradient_accumulation_steps={gradient_accumulation_steps}: at least 1 micro-step per iteration"),
+        (max_iters >= 0 and max_seconds >= 0, f"--max_iters={max_iters}, --max_seconds={max_seconds}: use >= 0"),
+        (n_layer >= 1 and n_head >= 1 and n_embd >= 1, "n_layer, n_head and n_embd must be at least 1"),
+        (n_embd % max(n_head, 1) == 0, f"--n_embd={n_embd} is not divisible by --n_head={n_head}: each head gets "
+                                       f"n_embd / n_head channels (e.g. --n_embd={n_head * max(n_embd // n_head, 1)})"),
+        (dag_depth >= 0, f"--dag_depth={dag_depth}: use 0 for a plain GPT or the number of DAG steps (e.g. 4)"),
+        (0.0 <= dropout < 1.0, f"--dropout={dropout}: a probability in [0, 1)"),
+        (init_from in ('scratch', 'resume') or init_from.startswith('gpt2') or os.path.isdir(init_from),
+         f"--init_from={init_from!r}: use 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, ...) or a local "
+         f"directory saved by transformers"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            sys.exit(f"train.py: {message}")
+
+
+check_settings()
 
 # various inits, derived attributes, I/O setup
 ddp = int(os.environ.get('RANK', -1)) != -1  # is this a ddp run?
@@ -128,11 +158,16 @@ ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torc
 ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
 
 # poor man's data loader
-data_dir = os.path.join('data', dataset)
+try:
+    data_dir = dataset_dir(dataset)
+except ValueError as e:
+    sys.exit(f"train.py: {e}")
 for split in ('train', 'val'):
     if not os.path.isfile(os.path.join(data_dir, f'{split}.bin')):
-        sys.exit(f"missing {os.path.join(data_dir, split + '.bin')}: prepare the data first, "
-                 f"e.g. python {os.path.join(data_dir, 'prepare.py')}")
+        prepare = os.path.join(data_dir, 'prepare.py')
+        how = f"python {prepare}" if os.path.isfile(prepare) else \
+            f"train.bin and val.bin of uint16 token ids in {data_dir}, as nanoGPT's prepare scripts write them"
+        sys.exit(f"missing {os.path.join(data_dir, split + '.bin')}: prepare the data first: {how}")
 
 
 def get_batch(split, with_labels=False):
@@ -182,10 +217,10 @@ checkpoint = None
 meta_path = os.path.join(data_dir, 'meta.pkl')
 meta_vocab_size = None
 if os.path.exists(meta_path):
-    import pickle
-    with open(meta_path, 'rb') as f:
-        meta = pickle.load(f)
-    meta_vocab_size = meta['vocab_size']
+    try:
+        meta_vocab_size = load_meta(meta_path)['vocab_size']
+    except ValueError as e:
+        sys.exit(str(e))
     print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
 
 # model init
@@ -200,23 +235,43 @@ if init_from == 'scratch':
 elif init_from == 'resume':
     ckpt_path = os.path.join(out_dir, 'ckpt.pt')
     print(f"Resuming training from {ckpt_path}")
-    checkpoint = load_checkpoint(ckpt_path, map_location=device)
-    # the architecture comes from the checkpoint; command-line settings only change the training
-    model_args = checkpoint['model_args']
-    model_args.setdefault('dag_depth', 0)
-    model = model_from_checkpoint(checkpoint)
+    try:
+        checkpoint = load_checkpoint(ckpt_path, map_location=device)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(str(e))
+    # the architecture comes from the checkpoint (said where a setting asks for another); dropout and the
+    # auxiliary loss weight are training settings and follow this run's
+    saved_args = checkpoint['model_args']
+    for k in ('n_layer', 'n_head', 'n_embd', 'bias', 'dag_depth', 'block_size'):
+        if k in set_by_user and k in saved_args and globals()[k] != saved_args[k] and \
+                not (k == 'block_size' and block_size < saved_args[k]):  # a smaller block_size crops the model
+            print(f"resume: {k} = {saved_args[k]!r} from the checkpoint, not the {globals()[k]!r} set here "
+                  f"(the architecture comes from the checkpoint; use a new out_dir to change it)")
+    model_args = {'dag_depth': 0, **saved_args, 'dropout': dropout, 'dag_value_loss': dag_value_loss}
+    checkpoint['model_args'] = model_args
+    try:
+        model = model_from_checkpoint(checkpoint)
+    except ValueError as e:
+        sys.exit(f"{ckpt_path}: {e}")
     iter_num = checkpoint['iter_num']
     best_val_loss = checkpoint['best_val_loss']
     wandb_run_id = wandb_run_id or checkpoint.get('wandb_run_id') or ''
 else:  # gpt2*, or a local directory saved by transformers
     print(f"Initializing from OpenAI GPT-2 weights: {init_from}")
+    if meta_vocab_size is not None:
+        sys.exit(f"train.py: init_from={init_from!r} reads GPT-2 BPE token ids, but {data_dir} is a character "
+                 f"vocabulary (meta.pkl): use a GPT-2 BPE dataset, e.g. python data/shakespeare/prepare.py "
+                 f"and --dataset=shakespeare")
     if dag_depth > 0:
         from dag_model import DAGGPT as model_cls
     else:
         from model import GPT as model_cls
     override_args = dict(dropout=dropout) if dag_depth == 0 else \
         dict(dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss)
-    model = model_cls.from_pretrained(init_from, override_args)
+    try:
+        model = model_cls.from_pretrained(init_from, override_args)
+    except (ValueError, OSError) as e:
+        sys.exit(f"train.py: {e}")
     # read off the created config params, so we can store them into checkpoint correctly
     model_args = {'dag_depth': 0, **vars(model.config)}
 # crop down the model block size if desired, using model surgery
@@ -228,6 +283,43 @@ use_labels = model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and \
     all(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES)
 if use_labels:
     print(f"GPT+DAG auxiliary labels: roles and step values (weight dag_value_loss={dag_value_loss})")
+if meta_vocab_size is not None and meta_vocab_size > model_args['vocab_size']:
+    sys.exit(f"train.py: {data_dir} has {meta_vocab_size} tokens but the model reads {model_args['vocab_size']}: "
+             f"resume with the dataset it was trained on, or start a new out_dir")
+
+
+
+# an exact resume restores every process's random stream: the batches it draws, its dropout and the DAG's
+# exploration noise. The CPU state is taken just before the batch prefetch (batch_rng_state, in the loop)
+def gather_rng_states():
+    """Every process's generator states, a list by rank (called by all processes; under DDP gathered to each)."""
+    state = {'cpu': batch_rng_state, 'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}
+    if not ddp:
+        return [state]
+    states = [None] * ddp_world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def restore_rng_states(saved):
+    """Set this process's generators from a checkpoint's 'rng' (a list by rank; older checkpoints hold one dict
+    for the single process). With another number of processes than saved, each draws afresh from a seed that
+    depends on its rank and iter_num, so no rank replays the batches of the run's start."""
+    states = [saved] if isinstance(saved, dict) else saved or []
+    rank = ddp_rank if ddp else 0
+    if len(states) != ddp_world_size:
+        if states:
+            print(f"resume: the checkpoint holds the data streams of {len(states)} processes, this run has "
+                  f"{ddp_world_size}: batches are drawn afresh")
+        torch.manual_seed(seed + seed_offset + 1_000_003 * iter_num)
+        return
+    torch.set_rng_state(states[rank]['cpu'].cpu())
+    cuda = states[rank].get('cuda')
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: every device's state
+        cuda = cuda[0] if cuda else None
+    if cuda is not None and device_type == 'cuda':
+        torch.cuda.set_rng_state(cuda.cpu())
+
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
@@ -238,11 +330,7 @@ if checkpoint is not None:
     optimizer.load_state_dict(checkpoint['optimizer'])
     if checkpoint.get('scaler'):
         scaler.load_state_dict(checkpoint['scaler'])
-    rng = checkpoint.get('rng')
-    if rng is not None and not ddp:  # each DDP rank has its own stream; only the master's is saved
-        torch.set_rng_state(rng['cpu'].cpu())
-        if rng.get('cuda') and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng['cuda']])
+    restore_rng_states(checkpoint.get('rng'))
 checkpoint = None  # free up memory
 
 # compile the model
@@ -310,6 +398,9 @@ if wandb_log and master_process:
     wandb_run_id = run.id
 
 # training loop
+if master_process:
+    for path in remove_stale_temp_files(os.path.join(out_dir, 'ckpt.pt')):
+        print(f"removed {path}, left by a save that was killed")
 train_start = time.time()
 batch_rng_state = torch.get_rng_state()
 X, Y, L = get_batch('train', use_labels)  # fetch the very first batch (L: the DAG's labels, if any)
@@ -330,8 +421,10 @@ while True:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         last = bool(flag.item())
 
-    # evaluate the loss on train/val sets and write checkpoints
-    if (iter_num % eval_interval == 0 or last) and master_process:
+    # evaluate the loss on train/val sets and write checkpoints (also at max_iters, so every run leaves one)
+    eval_point = iter_num % eval_interval == 0 or iter_num == max_iters or last
+    rng_states = gather_rng_states() if eval_point else None  # every process takes part
+    if eval_point and master_process:
         losses = estimate_loss()
         print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         check_finite('val loss', losses['val'])
@@ -355,8 +448,7 @@ while True:
                     'best_val_loss': best_val_loss,
                     'config': config,
                     'scaler': scaler.state_dict(),
-                    'rng': {'cpu': batch_rng_state,
-                            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                    'rng': rng_states,
                     'wandb_run_id': wandb_run_id,
                 }
                 print(f"saving checkpoint to {out_dir}")

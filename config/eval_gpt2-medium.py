@@ -4,3 +4,4 @@ eval_iters = 500  # use more iterations to get good estimate
 eval_only = True
 wandb_log = False
 init_from = 'gpt2-medium'
+dataset = 'openwebtext'  # GPT-2 reads BPE token ids: a BPE dataset (nanoGPT's openwebtext, or data/shakespeare)

@@ -1,11 +1,14 @@
 # config for training GPT-2 (124M) down to very nice loss of ~2.85 on 1 node of 8X A100 40GB
 # launch as the following (e.g. in a screen session) and wait ~5 days:
 # $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2.py
-# (needs a prepared data/<dataset>/train.bin of GPT-2 tokens; set dataset= to yours)
+# (needs data/openwebtext/train.bin and val.bin of GPT-2 tokens, as nanoGPT's data/openwebtext/prepare.py
+# writes them; or --dataset=shakespeare after python data/shakespeare/prepare.py)
 
 wandb_log = True
 wandb_project = 'owt'
 wandb_run_name = 'gpt2-124M'
+
+dataset = 'openwebtext'
 
 # these make the total batch size be ~0.5M
 # 12 batch size * 1024 block size * 5 gradaccum * 8 GPUs = 491,520

@@ -1,8 +1,14 @@
 """train.py end to end in subprocesses on Tiny Shakespeare (characters), with a tiny model."""
 import hashlib
+import os
 import re
+import socket
+import subprocess
+import sys
 
-from conftest import run_script
+import torch
+
+from conftest import ROOT, run_script
 
 TINY = ['--device=cpu', '--compile=False', '--dataset=shakespeare_char', '--n_layer=2', '--n_head=2', '--n_embd=32',
         '--block_size=32', '--batch_size=8', '--gradient_accumulation_steps=1', '--eval_iters=4',
@@ -31,7 +37,8 @@ def test_resume_continues_exactly(char_data):
     straight = run_script('train.py', *common, '--max_iters=20', '--out_dir=out-straight', cwd=char_data)
     run_script('train.py', *common, '--max_iters=10', '--out_dir=out-resume', cwd=char_data)
     resumed = run_script('train.py', *common, '--max_iters=20', '--out_dir=out-resume', '--init_from=resume',
-                         cwd=char_data)
+                         '--n_layer=3', cwd=char_data)
+    assert "resume: n_layer = 2 from the checkpoint, not the 3 set here" in resumed.stdout
     a, b = losses(straight.stdout), losses(resumed.stdout)
     assert min(b) == 10, "a resumed run starts at the checkpoint's iteration"
     # same weights, optimizer state and data stream: the resumed run repeats the uninterrupted one exactly
@@ -49,6 +56,22 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(char_data):
     assert proc.returncode != 0
     assert 'non-finite train loss' in proc.stderr
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+
+
+def test_short_run_leaves_a_checkpoint_and_cleans_what_killed_saves_left(char_data):
+    out = char_data / 'out-short'
+    out.mkdir()
+    gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    dead_pid, host = int(gone.stdout), socket.gethostname()  # a process that has exited: its temp file is stale
+    stale = [out / f'ckpt.pt.tmp.{host}.{dead_pid}', out / f'ckpt.pt.tmp.{dead_pid}']
+    kept = [out / f'ckpt.pt.tmp.{host}.{os.getpid()}', out / f'ckpt.pt.tmp.other-host.{dead_pid}']  # live, or not ours
+    for path in stale + kept:
+        path.write_bytes(b'half a checkpoint')
+    proc = run_script('train.py', *TINY, '--max_iters=3', '--eval_interval=100', '--out_dir=out-short', cwd=char_data)
+    assert all(f'removed out-short/{p.name}' in proc.stdout and not p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    assert len(eval_losses(proc.stdout)) == 2  # at iter 0 and at max_iters, which saves
+    assert torch.load(out / 'ckpt.pt', weights_only=True)['iter_num'] == 3
 
 
 def test_bad_settings_fail_with_clear_messages(char_data):
@@ -104,17 +127,34 @@ def test_max_seconds_stops_with_a_checkpoint(numeric_data):
     assert (numeric_data / 'out-timed' / 'ckpt.pt').is_file()
 
 
-def test_ddp_two_processes_on_cpu(numeric_data):
-    """torchrun with 2 processes (gloo on CPU): GPT+DAG trains with no unused parameters and checkpoints once."""
-    import os
-    import subprocess
-    import sys
-    from conftest import ROOT
+def torchrun(*args, cwd):
+    """train.py under torchrun with 2 processes on the CPU (gloo); returns its stdout."""
     env = dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                           os.path.join(ROOT, 'train.py'), *DAG, '--max_iters=6', '--eval_interval=6',
-                           '--gradient_accumulation_steps=2', '--out_dir=out-ddp'], cwd=numeric_data, env=env,
-                          capture_output=True, text=True, timeout=300)
+                           os.path.join(ROOT, 'train.py'), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(losses(proc.stdout)) == 7  # only the master process logs
+    return proc.stdout
+
+
+def test_ddp_two_processes_on_cpu(numeric_data):
+    """GPT+DAG under DDP trains with no unused parameters and checkpoints once."""
+    stdout = torchrun(*DAG, '--max_iters=6', '--eval_interval=6', '--gradient_accumulation_steps=2',
+                      '--out_dir=out-ddp', cwd=numeric_data)
+    assert len(losses(stdout)) == 7  # only the master process logs
     assert (numeric_data / 'out-ddp' / 'ckpt.pt').is_file()
+
+
+def test_ddp_resume_is_exact_at_depth_1(numeric_data):
+    """At dag_depth 1 every parameter gets a gradient (DDP's reducer would fail otherwise), and a resumed DDP run
+    repeats the uninterrupted one: every process continues its own data stream. The master's losses after the
+    first resumed step depend on the other process's batches through the averaged gradients."""
+    common = [*DAG, '--dag_depth=1', '--eval_interval=3', '--gradient_accumulation_steps=2']
+    straight = torchrun(*common, '--max_iters=6', '--out_dir=out-ddp1', cwd=numeric_data)
+    torchrun(*common, '--max_iters=3', '--out_dir=out-ddp1-resume', cwd=numeric_data)
+    resumed = torchrun(*common, '--max_iters=6', '--out_dir=out-ddp1-resume', '--init_from=resume', cwd=numeric_data)
+    a, b = losses(straight), losses(resumed)
+    assert min(b) == 3 and len(b) == 4 and {i: a[i] for i in b} == b
+    single = run_script('train.py', *common, '--max_iters=4', '--out_dir=out-ddp1-resume', '--init_from=resume',
+                        cwd=numeric_data)
+    assert 'holds the data streams of 2 processes, this run has 1' in single.stdout
