@@ -35,7 +35,8 @@ def load_problems(path, split='', max_problems=0):
 
     split '' keeps every split, else only that one ('test' or 'extrap'); max_problems > 0 keeps the first
     max_problems of each split. Raises FileNotFoundError (naming the prepare command) for a missing file, and
-    ValueError for a line without prompt, answer, split, op and digits, an empty prompt, or an empty selection."""
+    ValueError naming the line for a line that is not JSON, lacks prompt, answer, split, op or digits, has an
+    empty prompt or a prompt or answer that is not a string; and for an empty selection."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no problems file at {path}: generate it with python data/numeric/prepare.py "
                                 f"(or pass --problems=PATH to a problems.jsonl)")
@@ -44,12 +45,20 @@ def load_problems(path, split='', max_problems=0):
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            p = json.loads(line)
-            missing = [k for k in _PROBLEM_KEYS if k not in p]
+            try:
+                p = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} line {line_no}: not a JSON object ({e}); regenerate the file with "
+                                 f"python data/numeric/prepare.py") from e
+            missing = [k for k in _PROBLEM_KEYS if not isinstance(p, dict) or k not in p]
             if missing or not p['prompt']:
                 raise ValueError(f"{path} line {line_no}: a problem needs {list(_PROBLEM_KEYS)} and a non-empty "
                                  f"prompt, missing {missing or ['prompt text']}; regenerate it with "
                                  f"python data/numeric/prepare.py")
+            for key in ('prompt', 'answer'):
+                if not isinstance(p[key], str):
+                    raise ValueError(f"{path} line {line_no}: {key!r} must be a string (the exact text), got "
+                                     f"{p[key]!r}; write it in quotes, e.g. \"{key}\": \"{p[key]}\"")
             if split and p['split'] != split:
                 continue
             if max_problems and kept.get(p['split'], 0) >= max_problems:
@@ -185,8 +194,8 @@ def format_table(scores):
 
 if __name__ == '__main__':
     from checkpoint import load_checkpoint, model_from_checkpoint
-    from configurator import configure
-    from tokenizer import load_codec
+    from configurator import check_device, configure
+    from tokenizer import dataset_dir, load_codec
 
     # -----------------------------------------------------------------------------
     out_dir = 'out'  # evaluates out_dir/ckpt.pt
@@ -201,30 +210,31 @@ if __name__ == '__main__':
     seed = 1337
     # -----------------------------------------------------------------------------
     configure(globals())
+    check_device(device, 'float32')
     torch.manual_seed(seed)
+    if suite not in ('heldout', 'length'):
+        sys.exit(f"unknown suite {suite!r}: use 'heldout' (problems.jsonl) or 'length' (10-digit adds, length grid)")
 
     ckpt_path = os.path.join(out_dir, 'ckpt.pt')
     try:
         checkpoint = load_checkpoint(ckpt_path, map_location=device)
-    except FileNotFoundError as e:
-        sys.exit(str(e))
-    model = model_from_checkpoint(checkpoint)
+        model = model_from_checkpoint(checkpoint)
+        dataset = checkpoint.get('config', {}).get('dataset', '')
+        data_dir = dataset_dir(dataset) if dataset else ''  # never a path out of data/
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"eval_numeric.py: {e}")
     model.to(device)
-    dataset = checkpoint.get('config', {}).get('dataset', '')
     if not problems:
         if not dataset:
             sys.exit(f"{ckpt_path} does not name its dataset: pass --problems=PATH to a problems.jsonl")
-        problems = os.path.join('data', dataset, 'problems.jsonl')
+        problems = os.path.join(data_dir, 'problems.jsonl')
     # the vocabulary the model was trained with; a checkpoint with no dataset uses the one next to the problems
-    meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else os.path.join(os.path.dirname(problems),
-                                                                                      'meta.pkl')
-    if suite not in ('heldout', 'length'):
-        sys.exit(f"unknown suite {suite!r}: use 'heldout' (problems.jsonl) or 'length' (10-digit adds, length grid)")
+    meta_path = os.path.join(data_dir or os.path.dirname(problems), 'meta.pkl')
     try:
         held_out = load_problems(problems, split, max_problems) if suite == 'heldout' else length_problems()
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(str(e))
-    encode, decode = load_codec(meta_path)
+        encode, decode = load_codec(meta_path)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        sys.exit(f"eval_numeric.py: {e}")
 
     t0 = time.time()
     answers = answer_problems(model, encode, decode, held_out, batch_size, device)

@@ -5,13 +5,14 @@ $ python sample.py --out_dir=out-shakespeare-char --start="ROMEO:" --num_samples
 $ python sample.py --init_from=gpt2 --start=FILE:prompt.txt --temperature=0   # greedy
 """
 import os
+import sys
 from contextlib import nullcontext
 
 import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint
-from configurator import configure
-from tokenizer import load_codec
+from configurator import check_device, configure
+from tokenizer import dataset_dir, load_codec
 
 # -----------------------------------------------------------------------------
 init_from = 'resume'  # either 'resume' (from an out_dir) or a gpt2 variant (e.g. 'gpt2-xl') or a local HF dir
@@ -29,6 +30,10 @@ use_cache = True  # KV-cache generation (False re-runs the whole context for eve
 tiktoken_file = ''  # local gpt2.tiktoken ranks file, for GPT-2 BPE with no download
 # -----------------------------------------------------------------------------
 configure(globals())
+check_device(device, dtype)
+if num_samples < 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0:
+    sys.exit(f"sample.py: num_samples ({num_samples}), max_new_tokens ({max_new_tokens}), temperature "
+             f"({temperature}) and top_k ({top_k}) must be >= 0")
 
 torch.manual_seed(seed)
 torch.cuda.manual_seed(seed)
@@ -42,29 +47,42 @@ ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=de
 meta_path = None
 if init_from == 'resume':
     # init from a model saved in a specific directory
-    checkpoint = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), map_location=device)
-    model = model_from_checkpoint(checkpoint)
-    # the dataset's meta.pkl, if it has one, gives the character vocabulary
-    dataset = checkpoint.get('config', {}).get('dataset')
-    if dataset:
-        meta_path = os.path.join('data', dataset, 'meta.pkl')
+    ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+    try:
+        checkpoint = load_checkpoint(ckpt_path, map_location=device)
+        model = model_from_checkpoint(checkpoint)
+        # the dataset's meta.pkl, if it has one, gives the character vocabulary (never a path out of data/)
+        dataset = checkpoint.get('config', {}).get('dataset')
+        if dataset:
+            meta_path = os.path.join(dataset_dir(dataset), 'meta.pkl')
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"sample.py: {e}")
 else:
     # init from a given GPT-2 model
     from model import GPT
-    model = GPT.from_pretrained(init_from, dict(dropout=0.0))
+    try:
+        model = GPT.from_pretrained(init_from, dict(dropout=0.0))
+    except (ValueError, OSError) as e:
+        sys.exit(f"sample.py: {e}")
 
 model.eval()
 model.to(device)
 if compile:
     model = torch.compile(model)  # requires PyTorch 2.0 (optional)
 
-encode, decode = load_codec(meta_path, tiktoken_file)
-
 # encode the beginning of the prompt
-if start.startswith('FILE:'):
-    with open(start[5:], 'r', encoding='utf-8') as f:
-        start = f.read()
-start_ids = encode(start)
+try:
+    encode, decode = load_codec(meta_path, tiktoken_file)
+    if start.startswith('FILE:'):
+        if not os.path.isfile(start[5:]):
+            raise FileNotFoundError(f"prompt file {start[5:]!r} not found (--start=FILE:path)")
+        with open(start[5:], 'r', encoding='utf-8') as f:
+            start = f.read()
+    start_ids = encode(start)
+except (FileNotFoundError, ValueError, RuntimeError) as e:
+    sys.exit(f"sample.py: {e}")
+if not start_ids:
+    sys.exit("sample.py: the prompt is empty: pass --start=TEXT (e.g. --start='\n')")
 x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
 
 # run generation

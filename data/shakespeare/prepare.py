@@ -44,4 +44,7 @@ if __name__ == '__main__':
     parser.add_argument('--tiktoken_file', help='local gpt2.tiktoken ranks file, so no BPE files are downloaded')
     parser.add_argument('--out_dir', default=os.path.dirname(os.path.abspath(__file__)))
     args = parser.parse_args()
-    prepare(args.input, args.tiktoken_file, args.out_dir)
+    try:
+        prepare(args.input, args.tiktoken_file, args.out_dir)
+    except (FileNotFoundError, RuntimeError) as e:  # a missing --input or --tiktoken_file, a failed download
+        sys.exit(f"prepare.py: {e}")

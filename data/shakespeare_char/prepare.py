@@ -54,4 +54,7 @@ if __name__ == '__main__':
     parser.add_argument('--input', help='local text file to use instead of downloading Tiny Shakespeare')
     parser.add_argument('--out_dir', default=os.path.dirname(os.path.abspath(__file__)))
     args = parser.parse_args()
-    prepare(args.input, args.out_dir)
+    try:
+        prepare(args.input, args.out_dir)
+    except (FileNotFoundError, RuntimeError) as e:  # a missing --input or --tiktoken_file, a failed download
+        sys.exit(f"prepare.py: {e}")
