@@ -9,6 +9,7 @@ machine otherwise idle for --seconds.
 $ python data/numeric/prepare.py && python compare_numeric.py          # GPT+DAG, matched GPT, 3 seeds x 750 iters
 $ python compare_numeric.py --models=gpt,dag,dag-nolabels --seeds=1337  # with and without the auxiliary labels
 $ python compare_numeric.py --seconds=300                               # equal time instead of equal iterations
+$ python compare_numeric.py --train_args="--n_embd=64 --batch_size=16"   # more train.py settings for every run
 
 Prints one line per run and a summary table (mean and min..max over seeds), then the summary as a JSON line.
 """
@@ -44,6 +45,8 @@ def main():
     parser.add_argument('--seeds', default='1337,1338,1339')
     parser.add_argument('--models', default='gpt,dag', help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument('--out_dir', default='out-compare')
+    parser.add_argument('--train_args', default='', help="train.py settings for every run, e.g. '--n_embd=64' "
+                        "(after config/train_default.py, before each model's own)")
     args = parser.parse_args()
     models = args.models.split(',')
     unknown = [m for m in models if m not in MODELS]
@@ -58,7 +61,7 @@ def main():
                 if args.seconds > 0 else [f'--max_iters={args.iters}', f'--lr_decay_iters={args.iters}',
                                           f'--eval_interval={args.iters}']
             train_log = run([os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'config', 'train_default.py'),
-                             *MODELS[name][1], f'--seed={seed}', *budget, '--log_interval=1', f'--out_dir={out}'],
+                             *args.train_args.split(), *MODELS[name][1], f'--seed={seed}', *budget, '--log_interval=1', f'--out_dir={out}'],
                             cwd=os.getcwd())
             logged = [line for line in train_log.splitlines() if line.startswith('iter ')]
             iters = logged[-1].split(':')[0][5:]

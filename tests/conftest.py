@@ -50,3 +50,8 @@ def numeric_data(tmp_path_factory):
     run_script('data/numeric/prepare.py', '--n_train=4000', '--n_val=400', '--n_test=40', '--n_extrap=20',
                '--n_phrasing=20', '--out_dir', work / 'data' / 'numeric', cwd=work)
     return work
+
+
+if os.environ.get('PYTEST_XDIST_WORKER'):  # pytest -n 2: one thread per worker, or the workers fight over the cores
+    import torch
+    torch.set_num_threads(1)

@@ -7,7 +7,8 @@ from conftest import run_script
 def test_compare_runs_each_model_and_seed(tmp_path):
     run_script('data/numeric/prepare.py', '--out_dir', tmp_path / 'data' / 'numeric', '--n_train=2000',
                '--n_val=200', '--n_test=20', '--n_extrap=10', '--n_phrasing=10', cwd=tmp_path)
-    proc = run_script('compare_numeric.py', '--iters=3', '--seeds=1,2', '--models=gpt4,dag-nolabels', cwd=tmp_path)
+    proc = run_script('compare_numeric.py', '--iters=3', '--seeds=1,2', '--models=gpt4,dag-nolabels',
+                      '--train_args=--n_layer=1 --n_embd=32 --batch_size=4 --eval_iters=2', cwd=tmp_path)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary['iters'] == 3 and set(summary['models']) == {'gpt4', 'dag-nolabels'}
     for name, model in summary['models'].items():
