@@ -81,8 +81,9 @@ def load_checkpoint(path, map_location='cpu'):
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
         # one line: torch's own messages run over several and, for weights_only, suggest loading the file as code
+        lines = str(e).strip().splitlines() or ['the file ends early']
         detail = 'not a file that torch.save wrote, or it holds more than tensors and plain values' \
-            if isinstance(e, pickle.UnpicklingError) else (str(e).strip().splitlines() or [''])[0][:200]
+            if isinstance(e, pickle.UnpicklingError) else lines[0][:200]
         raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {detail}); "
                          f"restore it from a backup or retrain") from e
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):

@@ -102,7 +102,8 @@ def read_text(input_path, url, cache_path):
     download fails, e.g. on a machine with no network."""
     if input_path:
         if not os.path.isfile(input_path):
-            raise FileNotFoundError(f"input file {input_path} not found")
+            raise FileNotFoundError(f"input file {input_path} not found: pass the path of a local copy of the "
+                                    f"text to --input, or leave --input out to download it")
         path = input_path
     else:
         if not os.path.exists(cache_path):
