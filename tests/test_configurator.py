@@ -58,3 +58,23 @@ def test_missing_file_and_malformed_argument(capsys):
     with pytest.raises(SystemExit):
         configure(settings(), ['--batch_size'])
     assert '--key=value' in capsys.readouterr().err
+
+
+def test_configure_returns_the_keys_it_set(tmp_path):
+    cfg = tmp_path / 'c.py'
+    cfg.write_text("batch_size = 64\nlearning_rate = 6e-4\n")  # learning_rate unchanged: not counted
+    assert configure(settings(), [str(cfg), '--device=cpu']) == {'batch_size', 'device'}
+
+
+@pytest.mark.parametrize('name', ['train_gpt2', 'eval_gpt2', 'eval_gpt2-medium', 'eval_gpt2-large', 'eval_gpt2-xl'])
+def test_gpt2_configs_name_a_bpe_dataset(name):
+    """GPT-2 reads BPE ids: its configs must not fall back to train.py's default, the character-level
+    shakespeare_char (train.py also refuses GPT-2 weights on a dataset with a meta.pkl)."""
+    import os
+    from conftest import ROOT
+    g = {'dataset': 'shakespeare_char', 'batch_size': 12, 'eval_iters': 200, 'eval_only': False, 'wandb_log': False,
+         'init_from': 'scratch', 'wandb_project': '', 'wandb_run_name': '', 'block_size': 1024,
+         'gradient_accumulation_steps': 1, 'max_iters': 1, 'lr_decay_iters': 1, 'eval_interval': 1,
+         'log_interval': 1, 'weight_decay': 0.0}
+    configure(g, [os.path.join(ROOT, 'config', f'{name}.py')])
+    assert g['dataset'] == 'openwebtext'
