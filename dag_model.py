@@ -51,8 +51,8 @@ a chain step's candidates 61-98% of the time but gets only 0.07-0.17 of their pr
 training.
 
 Tokenisation: the extractor reads one character per token (the numeric corpus and shakespeare_char). With GPT-2
-BPE it still runs, but a multi-digit token can only be read as one digit. Generation re-runs the context for
-every token (no KV cache): the DAG attends over all token nodes at every position.
+BPE it still runs, but a multi-digit token can only be read as one digit. Cached generation (DAGCache) keeps
+the trunk's and the DAG Blocks' keys and values and every token's node, so a new token runs one position.
 """
 
 import math
@@ -62,7 +62,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from model import GPT, Block, GPTConfig, LayerNorm
+from model import GPT, Block, GPTConfig, KVCache, LayerNorm
 
 OPS = ('add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min', 'identity')
 MAX_VALUE = 2.0 ** 53  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE]: float64 holds every integer up to here
@@ -234,28 +234,47 @@ class ValueExtractor(nn.Module):
         self.classify = nn.Linear(config.n_embd, len(CLASSES))
         self.window = config.dag_window
 
-    def forward(self, e):
+    def forward(self, e, cache=None):
+        """With a cache (DAGCache), e holds the new positions only; the numbers are read over them and the
+        2 (window - 1) cached class choices before them (the count of fractional digits is a windowed scan of
+        a windowed scan), exactly as over the whole sequence."""
         logits = self.classify(e)
         hard, soft = one_hot_argmax(logits)  # (B, T, |CLASSES|)
-        value, length = read_numbers(hard.double(), self.window)  # exact: values carry no gradient, the choices do
-        return value, length.long(), straight_through(hard, soft), logits
+        context = 2 * (self.window - 1) + e.size(1)
+        window = hard if cache is None else cache.extend_classes(hard)[:, -context:]
+        value, length = read_numbers(window.double(), self.window)  # exact: values carry no gradient, the choices do
+        T = e.size(1)
+        return value[:, -T:], length[:, -T:].long(), straight_through(hard, soft), logits
+
+
+NOT_A_NUMBER = -1e9  # operand logit bias of a token that ends no number: picked only before any number is seen
+FUTURE = -2e9  # operand logit bias of a future token: below NOT_A_NUMBER, so never picked
+FORCE = 1e4  # logit added to a forced choice: exp(-1e4) is 0 in float32, so its softmax is the one-hot
+N_CHOICES = 3  # distributions a step's straight-through features average: operand a, operand b, op
 
 
 class DAGController(nn.Module):
-    """Runs dag_depth steps at every position. Inputs: token node embeddings (B, T, n_embd), token values
-    (B, T) float64, number lengths (B, T) long, the extractor's class choices (B, T, |CLASSES|), operand and op
-    contexts (B, T, n_embd); optionally a program that forces the choices: one (a, b, op) per step, a and b
-    indexing the nodes (token positions 0..T-1, then scratch nodes T, T+1, ...), op a name in OPS; forced
-    choices must be visible from the position that reads them (a test and debugging aid); and with_programs,
-    to also return every step's candidate programs (what the auxiliary loss needs).
+    """Runs dag_depth steps at every position. Inputs, for the Tq positions being computed: token node embeddings
+    (B, Tq, n_embd), token values (B, Tq) float64, number lengths (B, Tq) long, the extractor's class choices
+    (B, Tq, |CLASSES|), operand and op contexts (B, Tq, n_embd). Tq is the whole sequence in training; in cached
+    generation (cache, a DAGCache) only the new positions, and the nodes of earlier ones come from the cache.
+    Optionally a program that forces the choices: one (a, b, op) per step, a and b indexing the nodes (token
+    positions 0..T-1, then scratch nodes T, T+1, ...), op a name in OPS; forced choices must be visible from the
+    position that reads them (a test and debugging aid); and with_programs, to also return every step's candidate
+    programs (what the auxiliary loss needs).
 
-    Returns a dict: 'values' the scratch values (B, T, dag_depth) float64, exactly the chosen op on the chosen
-    operands' values; 'feats' their readout features (B, T, dag_depth, N_VALUE_FEATURES + |SYMBOLS|); 'emb' the
-    scratch nodes' embeddings (B, T, dag_depth, n_embd);
-    'choices' (B, T, dag_depth, 3) long, the node indices of the two operands and the OPS index of the op;
-    'symbols' (B, T, dag_depth) long, the SYMBOLS index each value renders at the current number position;
-    with with_programs, 'programs': per step, (the results of every op on every pair of candidate operands
-    (B, T, K, K, 9) float64, the probability the step gives each (B, T, K, K, 9))."""
+    Returns a dict: 'values' the scratch values (B, Tq, dag_depth) float64, exactly the chosen op on the chosen
+    operands' values; 'feats' their readout features (B, Tq, dag_depth, N_VALUE_FEATURES + |SYMBOLS|); 'emb' the
+    scratch nodes' embeddings (B, Tq, dag_depth, n_embd); 'choices' (B, Tq, dag_depth, 3) long, the node indices
+    of the two operands (token positions 0..Tk-1, then the scratch nodes Tk, Tk+1, ..., Tk the number of tokens
+    seen: T in training, the tokens so far in cached generation) and the OPS index of the op; 'symbols' (B, Tq, dag_depth) long, the SYMBOLS index each
+    value renders at the current number position; with gradients enabled, 'stats' (diagnostics, see
+    DAGGPT.forward); with with_programs, 'programs': per step, (the results of every op on every pair of
+    candidate operands (B, Tq, K, K, 9) float64, the probability the step gives each (B, Tq, K, K, 9)).
+
+    A step, in the order it runs (`step`): operand logits over the visible nodes (`operand_logits`), the
+    exploration sample and the top-K candidates of each operand (`choose`), the op, the candidate results
+    (`candidate_results`), their straight-through features (`features`), the new node (`new_node`)."""
 
     def __init__(self, config):
         super().__init__()
@@ -271,81 +290,98 @@ class DAGController(nn.Module):
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
 
-    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None, with_programs=False):
-        B, T, C = node_emb.shape
+    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None, with_programs=False,
+                cache=None):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
-        token_emb = node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes)
-        token_keys = self.key(token_emb)  # (B, T, C)
-        causal = torch.ones(T, T, dtype=torch.bool, device=node_emb.device).tril()
-        # a token ends a number when the next one does not continue it; the current token may still be ending one
-        ends_before = (length > 0) & (F.pad(length[:, 1:], (0, 1)) <= length)  # (B, T)
-        ends = torch.where(torch.eye(T, dtype=torch.bool, device=length.device), (length > 0)[:, :, None],
-                           ends_before[:, None, :])  # (B, T, T): for query t, node s
-        # operands are numbers, read at their last token (or scratch nodes): other tokens only when a position has
-        # seen no number yet, and future tokens never (so every softmax has a finite entry)
-        token_bias = torch.where(causal, torch.where(ends, 0.0, -1e9), -2e9)
-        # recency among numbers, for query t and node s: 0 for the number at t itself, 1 for the last one before
-        # t, ... (capped): "the second-to-last number" is then one learned direction, whatever the lengths
-        seen = F.pad(torch.cumsum(ends_before.long(), dim=1)[:, :-1], (1, 0))  # (B, T): ends before t
-        rank = (seen[:, :, None] - seen[:, None, :] + (~torch.eye(T, dtype=torch.bool, device=seen.device)).long())
-        rank = rank.clamp(0, MAX_RANK - 1)  # (B, T, T)
-        all_values = values.detach()[:, None, :].expand(B, T, T)  # (B, T, T + k): for query t, node s
-        scratch_keys, readout, embs, choices, symbols, programs = [], [], [], [], [], []
+        token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
+        if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
+            token_keys, values, length = cache.extend_nodes(token_keys, values.detach(), length)
+        B, Tq, C = operand_ctx.shape
+        bias, rank = self.operand_mask(length, Tq)
+        node_values = values.detach()[:, None, :].expand(B, Tq, -1)  # (B, Tq, Tk), then + k scratch values
+        ctx = dict(token_keys=token_keys, scratch_keys=[], bias=bias, rank=rank, length=length[:, -Tq:],
+                   operand_ctx=operand_ctx, op_ctx=op_ctx, program=program, with_programs=with_programs)
+        steps = []
         for k in range(self.depth):
-            q_a, q_b = self.query(operand_ctx + self.step_emb.weight[k]).split(C, dim=-1)
-            keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(B, T, 0, C)
-            cand, picked, full = [], [], []  # per operand: the candidates' probabilities (B, T, K) and values (B, T, K)
-            for side, q in enumerate((q_a, q_b)):
-                token_logits = q @ token_keys.transpose(1, 2) + (q @ self.rank_emb.weight.T).gather(-1, rank)
-                logits = torch.cat([token_logits / math.sqrt(C) + token_bias,
-                                    (q[:, :, None, :] * keys).sum(-1) / math.sqrt(C)], dim=-1).float()  # (B, T, T+k)
-                if program is not None:
-                    logits = logits + 1e4 * F.one_hot(torch.tensor(program[k][side], device=logits.device), T + k)
-                K = min(self.topk, T + k)
-                i = self.explore(logits).topk(K, dim=-1).indices  # (B, T, K), sorted: index 0 is the hard choice
-                probs = F.softmax(logits, dim=-1)
-                full.append(probs)
-                p = probs.gather(-1, i)
-                cand.append((p / p.sum(-1, keepdim=True).clamp(min=1e-9), all_values.gather(-1, i)))
-                picked.append(i[..., 0])
-            (p_a, v_a), (p_b, v_b) = cand
-            op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
-            if program is not None:
-                op_logits = op_logits + 1e4 * F.one_hot(torch.tensor(OPS.index(program[k][2])), len(OPS))
-            p_op = F.softmax(op_logits, dim=-1)  # (B, T, 9)
-            op_hard = self.explore(op_logits).argmax(-1)  # (B, T)
-            # the candidates whose results the backward pass weighs: every op on the chosen operands, and the
-            # chosen op on each candidate of one side with the other side's choice (the exact gradient of the
-            # expected features where the other two choices are one-hot)
-            pick = lambda r: r.gather(-1, op_hard[:, :, None, None].expand(*r.shape[:3], 1)).squeeze(-1)  # noqa: E731
-            results = torch.cat([dag_ops(v_a[..., 0], v_b[..., 0]),  # (B, T, 9)
-                                 pick(dag_ops(v_a, v_b[..., :1])), pick(dag_ops(v_a[..., :1], v_b))], dim=-1)
-            weights = torch.cat([p_op, p_a, p_b], dim=-1)  # (B, T, 9 + 2K)
-            value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, T) float64, exact
-            symbol = render_symbol(results, length[..., None])  # (B, T, 9 + 2K)
-            feats = torch.cat([value_features(results), F.one_hot(symbol, len(SYMBOLS)).float()], dim=-1)
-            soft = (weights[..., None] * feats).sum(2)  # (B, T, F)
-            hard = feats.gather(2, op_hard[:, :, None, None].expand(B, T, 1, feats.size(-1))).squeeze(2)
-            mixed = straight_through(hard, soft / 3)  # forward: the chosen result; backward: the expectation
-            op_choice = straight_through(F.one_hot(op_hard, len(OPS)).float(), p_op)
-            emb = self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op_choice @ self.op_emb.weight \
-                + self.scratch_emb.weight[k]
-            all_values = torch.cat([all_values, value[..., None]], -1)
-            scratch_keys.append(self.key(emb))
-            readout.append(mixed)
-            embs.append(emb)
-            choices.append(torch.stack(picked + [op_hard], -1))
-            symbols.append(symbol.gather(-1, op_hard[..., None]).squeeze(-1))
-            if with_programs:  # every op on every pair of candidate operands, and the probability of each
-                programs.append((dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, T, K, K, 9) float64
-                                 p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :]))
-            self._record(k, op_hard, full, value)
-        out = {'values': all_values[:, :, T:], 'feats': torch.stack(readout, 2), 'emb': torch.stack(embs, 2),
-               'choices': torch.stack(choices, 2),
-               'symbols': torch.stack(symbols, -1)}
+            step = self.step(k, node_values, **ctx)
+            node_values = torch.cat([node_values, step['value'][..., None]], -1)
+            ctx['scratch_keys'].append(self.key(step['emb']))
+            steps.append(step)
+        out = {'values': node_values[:, :, token_keys.size(1):], 'feats': torch.stack([s['feats'] for s in steps], 2),
+               'emb': torch.stack([s['emb'] for s in steps], 2),
+               'choices': torch.stack([s['choice'] for s in steps], 2),
+               'symbols': torch.stack([s['symbol'] for s in steps], -1)}
+        if torch.is_grad_enabled():  # training diagnostics; generation and evaluation skip them
+            out['stats'] = self.diagnostics(steps, out['values'])
         if with_programs:
-            out['programs'] = programs
+            out['programs'] = [s['programs'] for s in steps]
         return out
+
+    def operand_mask(self, length, Tq):
+        """Number lengths of every token so far (B, Tk) -> for the last Tq positions (the queries) and every token
+        node: the logit bias (B, Tq, Tk) float32 (0 for a number's last token, NOT_A_NUMBER for other past tokens,
+        FUTURE for future ones) and the recency rank (B, Tq, Tk) long among numbers, capped at MAX_RANK - 1: 0 for
+        the number at the query position itself, 1 for the last one before it, ... ("the second-to-last number" is
+        one learned direction, whatever the numbers' lengths)."""
+        Tk = length.size(1)
+        pos = torch.arange(Tk - Tq, Tk, device=length.device)[:, None]  # (Tq, 1): each query's position
+        node = torch.arange(Tk, device=length.device)[None, :]  # (1, Tk)
+        # a token ends a number when the next one does not continue it; the query's own token may still be ending one
+        ends_before = (length > 0) & (F.pad(length[:, 1:], (0, 1)) <= length)  # (B, Tk)
+        is_self = node == pos  # (Tq, Tk)
+        ends = torch.where(is_self, (length[:, -Tq:] > 0)[:, :, None], ends_before[:, None, :])  # (B, Tq, Tk)
+        bias = torch.where(node <= pos, torch.where(ends, 0.0, NOT_A_NUMBER), FUTURE)
+        seen = F.pad(torch.cumsum(ends_before.long(), dim=1)[:, :-1], (1, 0))  # (B, Tk): numbers ended before t
+        rank = seen[:, -Tq:, None] - seen[:, None, :] + (~is_self).long()
+        return bias, rank.clamp(0, MAX_RANK - 1)
+
+    def step(self, k, node_values, token_keys, scratch_keys, bias, rank, length, operand_ctx, op_ctx, program,
+             with_programs):
+        """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
+        them exactly, and make the new node. node_values (B, Tq, Tk + k) float64. Returns a dict of the step's
+        value (B, Tq) float64, feats, emb, choice, symbol (see forward) and what diagnostics and the auxiliary
+        loss need."""
+        C = operand_ctx.size(-1)
+        forced = program[k] if program is not None else None
+        q_a, q_b = self.query(operand_ctx + self.step_emb.weight[k]).split(C, dim=-1)
+        keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(*q_a.shape[:2], 0, C)
+        sides = [self.choose(self.operand_logits(q, token_keys, keys, bias, rank), node_values,
+                             forced[side] if forced else None) for side, q in enumerate((q_a, q_b))]
+        (i_a, p_a, v_a, full_a), (i_b, p_b, v_b, full_b) = sides
+        op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
+        if forced:
+            op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
+        p_op = F.softmax(op_logits, dim=-1)  # (B, Tq, 9)
+        op_hard = self.explore(op_logits).argmax(-1)  # (B, Tq)
+        results = self.candidate_results(v_a, v_b, op_hard)  # (B, Tq, 9 + 2K)
+        value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, Tq) float64, exact
+        mixed, symbol = self.features(results, torch.cat([p_op, p_a, p_b], dim=-1), op_hard, value, length)
+        step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op), 'symbol': symbol,
+                'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': (full_a, full_b)}
+        if with_programs:  # every op on every pair of candidate operands, and the probability of each
+            step['programs'] = (dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, Tq, K, K, 9) float64
+                                p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])
+        return step
+
+    def operand_logits(self, q, token_keys, scratch_keys, bias, rank):
+        """Query q (B, Tq, C) -> logits (B, Tq, Tk + k) float32 over the token nodes (a dot-product with their keys,
+        plus the recency rank's embedding, plus the mask's bias) and the position's k scratch nodes."""
+        C = q.size(-1)
+        token_logits = q @ token_keys.transpose(1, 2) + (q @ self.rank_emb.weight.T).gather(-1, rank)
+        return torch.cat([token_logits / math.sqrt(C) + bias,
+                          (q[:, :, None, :] * scratch_keys).sum(-1) / math.sqrt(C)], dim=-1).float()
+
+    def choose(self, logits, node_values, forced=None):
+        """Operand logits (B, Tq, N) -> the top-K candidate nodes (B, Tq, K) long, sorted by the exploration
+        sample so that index 0 is the hard choice; their renormalised probabilities (B, Tq, K); their values
+        (B, Tq, K) float64; the full softmax (B, Tq, N). forced, a node index, overrides the choice."""
+        if forced is not None:
+            logits = logits + FORCE * F.one_hot(torch.tensor(forced, device=logits.device), logits.size(-1))
+        K = min(self.topk, logits.size(-1))
+        i = self.explore(logits).topk(K, dim=-1).indices
+        probs = F.softmax(logits, dim=-1)
+        p = probs.gather(-1, i)
+        return i, p / p.sum(-1, keepdim=True).clamp(min=1e-9), node_values.gather(-1, i), probs
 
     @torch.no_grad()
     def explore(self, logits):
@@ -357,16 +393,86 @@ class DAGController(nn.Module):
         u = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
         return logits - torch.log(-torch.log(u))
 
+    @staticmethod
+    def candidate_results(v_a, v_b, op_hard):
+        """Candidate operand values v_a, v_b (B, Tq, K) float64 (index 0: the chosen ones) and the chosen op
+        (B, Tq) -> (B, Tq, 9 + 2K) float64: every op on the chosen operands, then the chosen op on each candidate
+        of one side with the other side's choice. Their features' expectation, where the other two choices are
+        one-hot, is what the backward pass differentiates (the choices' straight-through gradient)."""
+        pick = lambda r: r.gather(-1, op_hard[:, :, None, None].expand(*r.shape[:3], 1)).squeeze(-1)  # noqa: E731
+        return torch.cat([dag_ops(v_a[..., 0], v_b[..., 0]),
+                          pick(dag_ops(v_a, v_b[..., :1])), pick(dag_ops(v_a[..., :1], v_b))], dim=-1)
+
+    @staticmethod
+    def features(results, weights, op_hard, value, length):
+        """The readout features of the step's value (B, Tq, N_VALUE_FEATURES + |SYMBOLS|) and the SYMBOLS index it
+        renders at the current number position (B, Tq). Forward: the chosen result's features (value features,
+        after xVal, Golkar et al. 2023, and FoNE, Zhou et al. 2025; the one-hot symbol at an Abacus-style index,
+        McLeish et al. 2024); backward: the gradient of the expected features of the candidates (results
+        (B, Tq, 9 + 2K) weighted by the op and operand probabilities, weights (B, Tq, 9 + 2K), each of the
+        N_CHOICES groups summing to 1). With gradients off, only the chosen result's features are computed."""
+        symbol = render_symbol(value, length)
+        hard = torch.cat([value_features(value), F.one_hot(symbol, len(SYMBOLS)).float()], dim=-1)
+        if not torch.is_grad_enabled():
+            return hard, symbol
+        feats = torch.cat([value_features(results), F.one_hot(render_symbol(results, length[..., None]),
+                                                              len(SYMBOLS)).float()], dim=-1)
+        soft = (weights[..., None] * feats).sum(2) / N_CHOICES
+        return straight_through(hard, soft), symbol
+
+    def new_node(self, k, mixed, op_hard, p_op):
+        """The scratch node's embedding (B, Tq, C): its value's features, the op that made it (straight-through:
+        the chosen op's embedding forward, the op distribution's gradient backward) and the step that made it."""
+        op_choice = straight_through(F.one_hot(op_hard, len(OPS)).float(), p_op)
+        return self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op_choice @ self.op_emb.weight \
+            + self.scratch_emb.weight[k]
+
     @torch.no_grad()
-    def _record(self, k, op_hard, probs_ab, value):
-        """Keep cheap diagnostics as tensors (no host sync here; DAGGPT.extra_vals reads them)."""
-        if k == 0:
-            self.stats = {'op_usage': torch.zeros(len(OPS), device=op_hard.device), 'entropy': 0.0, 'max_abs': 0.0}
-        self.stats['op_usage'] += F.one_hot(op_hard, len(OPS)).float().mean((0, 1)) / self.depth
-        ent = sum(-(p * p.clamp(min=1e-12).log()).sum(-1).mean() for p in probs_ab) / 2
-        self.stats['entropy'] = self.stats['entropy'] + ent / self.depth
-        self.stats['max_abs'] = torch.maximum(torch.as_tensor(self.stats['max_abs'], device=value.device),
-                                              value.abs().max())
+    def diagnostics(self, steps, values):
+        """Cheap diagnostics as tensors (no host sync): each op's share of the choices (9,), the mean operand-choice
+        entropy (nats) and the largest |value|, over every position and step."""
+        op_usage = sum(F.one_hot(s['choice'][..., 2], len(OPS)).float().mean((0, 1)) for s in steps) / len(steps)
+        entropy = sum(-(p * p.clamp(min=1e-12).log()).sum(-1).mean() for s in steps for p in s['probs'])
+        return {'op_usage': op_usage, 'operand_entropy': entropy / (2 * len(steps)), 'max_abs_value': values.abs().max()}
+
+
+class DAGCache:
+    """What cached generation keeps of earlier positions (GPT+DAG's counterpart of model.KVCache): the trunk's
+    KVCache, one KVCache per Block of the DAG, and per token the extractor's class choices (B, T, |CLASSES|)
+    float32 (the number-reading window) and the controller's token nodes: keys (B, T, n_embd), values (B, T)
+    float64 and number lengths (B, T) long. Position t depends only on tokens <= t, so a new token needs these
+    and nothing is re-run. DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
+    BLOCKS = ('node_embed', 'operand_context', 'op_context', 'readout')
+
+    def __init__(self, model, batch_size, max_len):
+        self.trunk = GPT.new_kv_cache(model, batch_size, max_len)
+        cfg, w = model.config, model.lm_head.weight
+        self.blocks = {name: KVCache(1, batch_size, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
+                       for name in self.BLOCKS}
+        self.classes = self.keys = self.values = self.length = None
+
+    def extend_classes(self, classes):
+        """Append the new positions' class choices; return every position's (B, T, |CLASSES|)."""
+        self.classes = classes if self.classes is None else torch.cat([self.classes, classes], 1)
+        return self.classes
+
+    def extend_nodes(self, keys, values, length):
+        """Append the new positions' token nodes; return every position's keys, values and lengths."""
+        if self.keys is not None:
+            keys, values, length = (torch.cat(pair, 1) for pair in
+                                    ((self.keys, keys), (self.values, values), (self.length, length)))
+        self.keys, self.values, self.length = keys, values, length
+        return keys, values, length
+
+
+def run_block(block, x, cache, name):
+    """block(x); with a DAGCache, x holds the new positions and the block's KVCache supplies the earlier ones."""
+    if cache is None:
+        return block(x)
+    kv = cache.blocks[name]
+    y = block(x, kv)
+    kv.pos += x.size(1)
+    return y
 
 
 class DAGReadout(nn.Module):
@@ -383,11 +489,11 @@ class DAGReadout(nn.Module):
         self.qkv = nn.Linear(C, 3 * C, bias=config.bias)
         self.block = Block(config)
 
-    def forward(self, feats, node_emb):
+    def forward(self, feats, node_emb, cache=None):
         x = self.proj(feats) + node_emb  # (B, T, D, C)
         q, k, v = self.qkv(self.ln(x)).chunk(3, dim=-1)
         x = x + F.scaled_dot_product_attention(q, k, v)  # the nodes of one position, all at the same time t
-        return self.block(x.mean(2))
+        return run_block(self.block, x.mean(2), cache, 'readout')
 
 
 def computes(results, target):
@@ -437,30 +543,30 @@ class DAGGPT(GPT):
         for module in (self.node_embed, self.value_extractor, self.operand_context, self.op_context,
                        self.controller, self.readout, self.gate):
             module.apply(self._init_weights)
-        self._gate_mean = torch.zeros(())
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
         print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
 
-    def dag(self, h, roles=None, steps=None, program=None):
+    def dag(self, h, roles=None, steps=None, program=None, cache=None):
         """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG read and did (a dict), the
         auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the training dtype.
 
         The dict holds the controller's outputs ('values' (B, T, dag_depth) float64, 'feats', 'choices',
         'symbols', see DAGController) and the extractor's: 'token_values' (B, T) float64, 'length' (B, T) long.
-        program forces the DAG's choices (see DAGController). The auxiliary loss, when labels are given:
+        program forces the DAG's choices (see DAGController); with a cache (DAGCache), h holds the new positions
+        only and the DAG's view of the earlier ones comes from the cache. The auxiliary loss, when labels are given:
         roles (B, T) long, the CLASSES index of each token (-1 where unknown): cross-entropy that teaches the value
         extractor; steps (B, T, S) float64, the values the DAG's steps should compute at each position, right-
         aligned (column S - 1 is the final answer, S - 2 the step before; NaN where none): DAG step k is taught
         column S - dag_depth + k, by -log of the probability of its candidate programs that compute it."""
-        e = self.node_embed(h)
+        e = run_block(self.node_embed, h, cache, 'node_embed')
         with torch.autocast(device_type=h.device.type, enabled=False):
             e = e.float()
-            token_values, length, classes, class_logits = self.value_extractor(e)
-            operand_ctx = self.operand_context(e)
-            op_ctx = self.op_context(e)
+            token_values, length, classes, class_logits = self.value_extractor(e, cache)
+            operand_ctx = run_block(self.operand_context, e, cache, 'operand_context')
+            op_ctx = run_block(self.op_context, e, cache, 'op_context')
             out = self.controller(e, token_values, length, classes, operand_ctx, op_ctx, program,
-                                  with_programs=steps is not None)
-            dag_sem = self.readout(out['feats'], out['emb'])
+                                  with_programs=steps is not None, cache=cache)
+            dag_sem = self.readout(out['feats'], out['emb'], cache)
         out.update(token_values=token_values, length=length)
         losses = []
         if roles is not None:
@@ -469,39 +575,37 @@ class DAGGPT(GPT):
             losses.append(program_loss(out.pop('programs'), steps))
         return dag_sem, out, sum(losses) if losses else None
 
-    def forward(self, idx, targets=None, roles=None, steps=None, kv_cache=None):
-        if kv_cache is not None:
-            raise ValueError("DAGGPT has no KV-cache path: generate() re-runs the context (use_cache is ignored)")
-        h = self.hidden_states(idx)
-        dag_sem, _, value_loss = self.dag(h, roles, steps)
+    def forward(self, idx, targets=None, roles=None, steps=None, kv_cache=None, stats=None):
+        """As GPT.forward, plus the optional labels roles (B, T) and steps (B, T, S) (see `dag`), and kv_cache a
+        DAGCache (new_kv_cache) for cached generation. stats, a dict, is filled with this pass's diagnostics
+        as 0-dim tensors (no host sync): 'lm_loss' and 'aux_loss' (with targets; aux_loss with labels), 'gate'
+        (the mean gate), and with gradients enabled 'operand_entropy' (nats), 'max_abs_value' and 'op_<name>',
+        each op's share of the DAG's choices."""
+        h = self.hidden_states(idx, kv_cache.trunk if kv_cache is not None else None)
+        dag_sem, out, value_loss = self.dag(h, roles, steps, cache=kv_cache)
         gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
-        self._gate_mean = gate.detach().mean()
         x = h + (gate * dag_sem).to(h.dtype)
         if targets is not None:
             logits = self.lm_head(x)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+            lm_loss = loss
             if value_loss is not None:
                 loss = loss + self.config.dag_value_loss * value_loss.float()
         else:
             logits = self.lm_head(x[:, [-1], :])
-            loss = None
+            loss = lm_loss = None
+        if stats is not None:
+            stats.update(gate=gate.detach().mean())
+            if lm_loss is not None:
+                stats['lm_loss'] = lm_loss.detach()
+            if value_loss is not None:
+                stats['aux_loss'] = value_loss.detach().float()
+            if 'stats' in out:
+                dag_stats = out['stats']
+                stats.update(operand_entropy=dag_stats['operand_entropy'], max_abs_value=dag_stats['max_abs_value'],
+                             **{f'op_{name}': u for name, u in zip(OPS, dag_stats['op_usage'].unbind())})
         return logits, loss
 
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
-        """GPT.generate without the KV cache (the DAG reads every token node at every position)."""
-        return super().generate(idx, max_new_tokens, temperature, top_k, use_cache=False)
-
-    def extra_vals(self):
-        """DAG diagnostics for logging: gate mean, share of each op among the chosen ones, mean operand-choice
-        entropy (nats) and the largest |value| of the last forward pass. Reading them syncs with the device
-        once per call; forward() itself never does."""
-        stats = getattr(self.controller, 'stats', None)
-        if stats is None:
-            return {}
-        names = ['gate', 'operand_entropy', 'max_abs_value'] + [f'op_{name}' for name in OPS]
-        vals = torch.cat([torch.stack([torch.as_tensor(self._gate_mean, dtype=torch.float32),
-                                       torch.as_tensor(stats['entropy'], dtype=torch.float32),
-                                       torch.as_tensor(stats['max_abs'], dtype=torch.float32)]).to(stats['op_usage']),
-                          stats['op_usage']]).detach().tolist()  # one transfer
-        return dict(zip(names, vals))
+    def new_kv_cache(self, batch_size, max_len):
+        """An empty DAGCache: GPT.generate then runs each new token once, through the trunk and the DAG."""
+        return DAGCache(self, batch_size, max_len)

@@ -203,15 +203,41 @@ def test_no_nan_or_inf_anywhere(seed):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_extra_vals():
+def test_stats_are_returned_not_stored():
     model = tiny_dag()
-    assert model.extra_vals() == {}  # nothing measured before a forward pass
-    model(torch.randint(0, 20, (2, 8)))
-    vals = model.extra_vals()
-    assert {'gate', 'operand_entropy', 'max_abs_value'} <= set(vals)
-    assert {f'op_{name}' for name in OPS} <= set(vals)
-    assert all(isinstance(v, float) and math.isfinite(v) for v in vals.values())
-    assert sum(vals[f'op_{name}'] for name in OPS) == pytest.approx(1.0)
+    idx = torch.randint(0, 20, (2, 8))
+    stats = {}
+    _, loss = model(idx, idx, roles=torch.randint(-1, len(CLASSES), (2, 8)), stats=stats)
+    assert {'lm_loss', 'aux_loss', 'gate', 'operand_entropy', 'max_abs_value'} <= set(stats)
+    assert {f'op_{name}' for name in OPS} <= set(stats)
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in stats.values())
+    assert sum(stats[f'op_{name}'] for name in OPS).item() == pytest.approx(1.0)
+    assert loss.item() == pytest.approx((stats['lm_loss'] + model.config.dag_value_loss * stats['aux_loss']).item())
+    with torch.no_grad():  # evaluation: no training diagnostics computed, and nothing kept on the modules
+        stats = {}
+        model(idx, idx, stats=stats)
+    assert set(stats) == {'lm_loss', 'gate'}
+    assert not any(isinstance(v, torch.Tensor) for m in model.modules() for v in vars(m).values())
+
+
+@pytest.mark.parametrize('depth', [1, 4])
+def test_cached_generation_gives_the_uncached_tokens(depth):
+    """GPT+DAG's KV cache (DAGCache): the same greedy tokens as re-running the window, also past block_size
+    (32), and the same logits at every position to float32 rounding."""
+    from model import greedy_decode
+    model = tiny_dag(depth=depth, seed=3).eval()
+    idx = torch.randint(0, 20, (3, 5))
+    cached = model.generate(idx, 40, temperature=0, use_cache=True)
+    assert torch.equal(cached, model.generate(idx, 40, temperature=0, use_cache=False))
+    assert torch.equal(greedy_decode(model, idx, 40, use_cache=True), cached)
+    with torch.no_grad():
+        full, _ = model(cached[:, :30].contiguous(), cached[:, :30].contiguous())
+        cache = model.new_kv_cache(3, 32)
+        first, _ = model(cached[:, :10], kv_cache=cache)
+        steps = torch.cat([model(cached[:, t:t + 1], kv_cache=cache)[0] for t in range(10, 30)], 1)
+    torch.testing.assert_close(first[:, -1], full[:, 9], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(steps, full[:, 10:30], atol=1e-5, rtol=1e-5)
+
 
 
 def test_dag_depth_zero_is_rejected():

@@ -107,7 +107,10 @@ def test_num_params_and_optimizer_groups():
     decay, nodecay = opt.param_groups
     assert all(p.dim() >= 2 for p in decay['params']) and decay['weight_decay'] == 0.1
     assert all(p.dim() < 2 for p in nodecay['params']) and nodecay['weight_decay'] == 0.0
-    assert model.extra_vals() == {}
+    stats = {}
+    idx = torch.randint(0, 32, (2, 8))
+    _, loss = model(idx, idx, stats=stats)
+    assert list(stats) == ['lm_loss'] and stats['lm_loss'] == loss  # the plain GPT's only diagnostic
 
 
 def test_estimate_mfu_uses_given_peak():
