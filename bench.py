@@ -169,13 +169,10 @@ for depth in ([0, dag_depth] if dag_depth > 0 else [0]):
     n_params = sum(p.numel() for p in make_model(depth, block_size).parameters())
     print(f"{name} train: {ms:.2f} ms/iter, {tps:,.0f} tokens/s{mfu_str}, {n_params:,} parameters")
     results[depth] = ms
-    if gen_new_tokens > 0 and depth == 0:
+    if gen_new_tokens > 0:
         cached = bench_generate(depth, use_cache=True)
         uncached = bench_generate(depth, use_cache=False)
         print(f"{name} generate {gen_new_tokens} tokens: {cached:,.1f} tokens/s with KV cache, "
               f"{uncached:,.1f} tokens/s without ({cached / uncached:.2f}x)")
-    elif gen_new_tokens > 0:  # the DAG reads every token node at every position: no KV-cache path
-        print(f"{name} generate {gen_new_tokens} tokens: {bench_generate(depth, use_cache=False):,.1f} tokens/s "
-              f"(no KV cache for GPT+DAG)")
 if dag_depth > 0:
     print(f"GPT+DAG / GPT train step time: {results[dag_depth] / results[0]:.2f}x")

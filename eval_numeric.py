@@ -96,7 +96,8 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
                 batch = rows[start:start + batch_size]
                 idx = torch.tensor([prompts[i] for i in batch], dtype=torch.long, device=device)  # (B, T)
                 max_new_tokens = max(len(encode(problems[i]['answer'])) for i in batch) + 2
-                generated = greedy_decode(model, idx, max_new_tokens, stop_token=newline)[:, length:].tolist()
+                generated = greedy_decode(model, idx, max_new_tokens, stop_token=newline,
+                                          use_cache=hasattr(model, "new_kv_cache"))[:, length:].tolist()
                 for i, ids in zip(batch, generated):
                     answers[i] = decode(ids).split('\n', 1)[0]
     finally:

@@ -406,6 +406,7 @@ batch_rng_state = torch.get_rng_state()
 X, Y, L = get_batch('train', use_labels)  # fetch the very first batch (L: the DAG's labels, if any)
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
+train_stats = {}  # the diagnostics of the last logged training step (what W&B gets at an eval)
 running_mfu = -1.0
 while True:
 
@@ -435,7 +436,7 @@ while True:
                 "val/loss": losses['val'],
                 "lr": lr,
                 "mfu": running_mfu * 100,  # convert to percentage
-                **{f"dag/{k}": v for k, v in raw_model.extra_vals().items()},
+                **{f"train/{k}" if k.endswith('loss') else f"dag/{k}": v for k, v in train_stats.items()},
             })
         if losses['val'] < best_val_loss or always_save_checkpoint:
             best_val_loss = min(best_val_loss, losses['val'])
@@ -467,7 +468,8 @@ while True:
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         with ctx:
-            logits, loss = model(X, Y, **L)
+            stats = {}  # the model's diagnostics of this micro-step (0-dim tensors): LM and aux loss, the DAG's
+            logits, loss = model(X, Y, **L, stats=stats)
             loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
         # immediately async prefetch next batch while model is doing the forward pass on the GPU.
         # The generator state just before it is what a checkpoint saves: a resume replays this draw
@@ -499,9 +501,12 @@ while True:
             mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, peak_flops or None)
             if mfu is not None:
                 running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
-        extras = ''.join(f", {k} {v:.3g}" for k, v in raw_model.extra_vals().items())
+        train_stats = dict(zip(stats, torch.stack([v.float() for v in stats.values()]).tolist())) if stats else {}
+        parts = f" (lm {train_stats['lm_loss']:.4f}, aux {train_stats['aux_loss']:.4f})" \
+            if 'aux_loss' in train_stats else ''  # the loss is lm + dag_value_loss * aux
+        extras = ''.join(f", {k} {v:.3g}" for k, v in train_stats.items() if not k.endswith('loss'))
         mfu_str = f", mfu {running_mfu * 100:.2f}%" if running_mfu >= 0 else ''
-        print(f"iter {iter_num}: loss {lossf:.4f}, time {dt * 1000:.2f}ms{mfu_str}{extras}")
+        print(f"iter {iter_num}: loss {lossf:.4f}{parts}, time {dt * 1000:.2f}ms{mfu_str}{extras}")
     iter_num += 1
     local_iter_num += 1
 

@@ -68,9 +68,9 @@ def test_answer_problems_uses_shared_greedy_decode(monkeypatch):
     assert eval_numeric.greedy_decode is model_module.greedy_decode
     calls = []
 
-    def spy(model, idx, max_new_tokens, stop_token=None):
+    def spy(model, idx, max_new_tokens, stop_token=None, use_cache=False):
         calls.append((tuple(idx.shape), max_new_tokens, stop_token))
-        return model_module.greedy_decode(model, idx, max_new_tokens, stop_token)
+        return model_module.greedy_decode(model, idx, max_new_tokens, stop_token, use_cache)
     monkeypatch.setattr(eval_numeric, 'greedy_decode', spy)
 
     oracle = Oracle(PROBLEMS)
