@@ -143,17 +143,17 @@ def render_symbol(v, j):
     a = v.abs().clamp(max=MAX_VALUE)
     pow10 = torch.tensor(POW10, device=v.device)
     # the decimal exponent of a: floor(log10 a), by comparisons (exact where a is the double of a power of 10)
-    exponent = sum((a >= 10.0 ** k).long() for k in range(1, 16)) - sum((a < 10.0 ** -k).long()
-                                                                         for k in range(MAX_FRAC_DIGITS))
+    above = torch.tensor([10.0 ** k for k in range(1, 16)], dtype=torch.float64, device=v.device)
+    below = torch.tensor([10.0 ** -k for k in range(MAX_FRAC_DIGITS)], dtype=torch.float64, device=v.device)
+    exponent = (a[..., None] >= above).sum(-1) - (a[..., None] < below).sum(-1)
     frac_room = (SIGNIFICANT_DIGITS - 1 - exponent).clamp(0, MAX_FRAC_DIGITS)
     n = torch.round(a * pow10[frac_room].double()).long()  # all the digits, as one integer (< 10^16)
-    trailing = torch.zeros_like(n)
-    for z in range(1, MAX_FRAC_DIGITS + 1):  # trailing zeros of the fraction part
-        trailing = trailing + ((n % POW10[z] == 0) & (z <= frac_room)).long()
+    z = torch.arange(1, MAX_FRAC_DIGITS + 1, device=v.device)  # trailing zeros of the fraction part:
+    trailing = ((n[..., None] % pow10[z] == 0) & (z <= frac_room[..., None])).sum(-1)  # divisible by 10^z
     n_frac = frac_room - trailing
     integer = n // pow10[frac_room]
     fraction = (n % pow10[frac_room]) // pow10[trailing]
-    n_int = 1 + sum((integer >= POW10[k]).long() for k in range(1, 16))
+    n_int = 1 + (integer[..., None] >= pow10[1:16]).sum(-1)
     neg = ((v < 0) & (n > 0)).long()
     p = j - neg  # index after the sign
     int_digit = (integer // pow10[(n_int - 1 - p).clamp(0, 18)]) % 10
@@ -398,7 +398,10 @@ class DAGController(nn.Module):
         """Candidate operand values v_a, v_b (B, Tq, K) float64 (index 0: the chosen ones) and the chosen op
         (B, Tq) -> (B, Tq, 9 + 2K) float64: every op on the chosen operands, then the chosen op on each candidate
         of one side with the other side's choice. Their features' expectation, where the other two choices are
-        one-hot, is what the backward pass differentiates (the choices' straight-through gradient)."""
+        one-hot, is what the backward pass differentiates (the choices' straight-through gradient). With
+        gradients off, only the first 9."""
+        if not torch.is_grad_enabled():  # no backward pass: the chosen operands' results are all that is used
+            return dag_ops(v_a[..., 0], v_b[..., 0])
         pick = lambda r: r.gather(-1, op_hard[:, :, None, None].expand(*r.shape[:3], 1)).squeeze(-1)  # noqa: E731
         return torch.cat([dag_ops(v_a[..., 0], v_b[..., 0]),
                           pick(dag_ops(v_a, v_b[..., :1])), pick(dag_ops(v_a[..., :1], v_b))], dim=-1)
