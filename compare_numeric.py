@@ -61,7 +61,8 @@ def main():
                 if args.seconds > 0 else [f'--max_iters={args.iters}', f'--lr_decay_iters={args.iters}',
                                           f'--eval_interval={args.iters}']
             train_log = run([os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'config', 'train_default.py'),
-                             *args.train_args.split(), *MODELS[name][1], f'--seed={seed}', *budget, '--log_interval=1', f'--out_dir={out}'],
+                             *args.train_args.split(), *MODELS[name][1], f'--seed={seed}', *budget,
+                             '--log_interval=1', f'--out_dir={out}'],
                             cwd=os.getcwd())
             logged = [line for line in train_log.splitlines() if line.startswith('iter ')]
             iters = logged[-1].split(':')[0][5:]

@@ -74,6 +74,7 @@ CLASSES = ('other',) + tuple(str(d) for d in range(10)) + ('sep', 'point', 'k', 
 M_MUL = (0.,) + (10.,) * 10 + (1., 1., 1., 0.)
 M_ADD = (0.,) + tuple(float(d) for d in range(10)) + (0., 0., 0., 0.)
 KEEP = (0.,) + (1.,) * 10 + (1., 1., 1., 0.)
+DIGITS = slice(CLASSES.index('0'), CLASSES.index('9') + 1)  # the digit classes, in order
 
 FOURIER_PERIODS = tuple(10.0 ** i for i in range(-2, 15))  # 0.01 ... 1e14: the digits from hundredths up
 N_VALUE_FEATURES = 2 + 2 * len(FOURIER_PERIODS)
@@ -207,7 +208,7 @@ def read_numbers(y, window):
     table = torch.tensor([M_MUL, M_ADD, KEEP], dtype=y.dtype, device=y.device)
     m_mul, m_add, keep = (y @ table.T).unbind(-1)
     point, k, minus = (y[..., CLASSES.index(name)] for name in ('point', 'k', 'minus'))
-    digit = y[..., 1:11].sum(-1)
+    digit = y[..., DIGITS].sum(-1)
     mantissa = linear_scan(m_mul, m_add, window)
     negative = linear_scan(keep, minus, window).clamp(0, 1)
     in_fraction = linear_scan(keep, point, window).clamp(0, 1)
@@ -267,10 +268,11 @@ class DAGController(nn.Module):
     operands' values; 'feats' their readout features (B, Tq, dag_depth, N_VALUE_FEATURES + |SYMBOLS|); 'emb' the
     scratch nodes' embeddings (B, Tq, dag_depth, n_embd); 'choices' (B, Tq, dag_depth, 3) long, the node indices
     of the two operands (token positions 0..Tk-1, then the scratch nodes Tk, Tk+1, ..., Tk the number of tokens
-    seen: T in training, the tokens so far in cached generation) and the OPS index of the op; 'symbols' (B, Tq, dag_depth) long, the SYMBOLS index each
-    value renders at the current number position; with gradients enabled, 'stats' (diagnostics, see
-    DAGGPT.forward); with with_programs, 'programs': per step, (the results of every op on every pair of
-    candidate operands (B, Tq, K, K, 9) float64, the probability the step gives each (B, Tq, K, K, 9)).
+    seen: T in training, the tokens so far in cached generation) and the OPS index of the op; 'symbols'
+    (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; with gradients
+    enabled, 'stats' (diagnostics, see DAGGPT.forward); with with_programs, 'programs': per step, (the results of
+    every op on every pair of candidate operands (B, Tq, K, K, 9) float64, the probability the step gives each
+    (B, Tq, K, K, 9)).
 
     A step, in the order it runs (`step`): operand logits over the visible nodes (`operand_logits`), the
     exploration sample and the top-K candidates of each operand (`choose`), the op, the candidate results
@@ -381,7 +383,7 @@ class DAGController(nn.Module):
         i = self.explore(logits).topk(K, dim=-1).indices
         probs = F.softmax(logits, dim=-1)
         p = probs.gather(-1, i)
-        return i, p / p.sum(-1, keepdim=True).clamp(min=1e-9), node_values.gather(-1, i), probs
+        return i, p / p.sum(-1, keepdim=True).clamp(min=1e-9), node_values.gather(-1, i), probs  # 1e-9: no 0 / 0
 
     @torch.no_grad()
     def explore(self, logits):
@@ -436,7 +438,8 @@ class DAGController(nn.Module):
         entropy (nats) and the largest |value|, over every position and step."""
         op_usage = sum(F.one_hot(s['choice'][..., 2], len(OPS)).float().mean((0, 1)) for s in steps) / len(steps)
         entropy = sum(-(p * p.clamp(min=1e-12).log()).sum(-1).mean() for s in steps for p in s['probs'])
-        return {'op_usage': op_usage, 'operand_entropy': entropy / (2 * len(steps)), 'max_abs_value': values.abs().max()}
+        return {'op_usage': op_usage, 'operand_entropy': entropy / (2 * len(steps)),
+                'max_abs_value': values.abs().max()}
 
 
 class DAGCache:
