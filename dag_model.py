@@ -615,3 +615,45 @@ class DAGGPT(GPT):
     def new_kv_cache(self, batch_size, max_len):
         """An empty DAGCache: GPT.generate then runs each new token once, through the trunk and the DAG."""
         return DAGCache(self, batch_size, max_len)
+
+    @torch.no_grad()
+    def explain(self, idx, decode):
+        """What the DAG read and computed at each position of idx (1, T) long, in eval mode: a list of T dicts
+        {'token': the token's text, 'numbers': [(text, value)] the numbers visible there (ended at or before it),
+        'steps': [(op, a, b, result)] with the operands a, b as text (a number's value, 'step k' for an earlier
+        step, or a non-number token in quotes), 'gate': how open the gate is (0..1)}. decode: list[int] -> str.
+        Position t's DAG computes what predicts token t + 1. Raises ValueError for more than one row."""
+        if idx.size(0) != 1:
+            raise ValueError(f"explain reads one sequence (1, T), got {tuple(idx.shape)}")
+        was_training = self.training
+        self.eval()
+        h = self.hidden_states(idx)
+        _, out, _ = self.dag(h)
+        self.train(was_training)
+        gate = torch.sigmoid(self.gate(h).float())[0, :, 0].tolist()
+        tokens = [decode([i]) for i in idx[0].tolist()]
+        length, values = out['length'][0].tolist() + [0], out['token_values'][0].tolist()
+        T = len(tokens)
+        number = lambda s: ''.join(tokens[s - length[s] + 1:s + 1])  # noqa: E731: the text of the number ending at s
+        show = lambda v: format(v, '.15g')  # noqa: E731
+        rows = []
+        ends = [s for s in range(T) if length[s] > 0 and length[s + 1] <= length[s]]  # a number's last token
+        for t in range(T):
+            visible = [s for s in ends if s < t] + ([t] if length[t] > 0 else [])  # the current one may still grow
+
+            def node(n):
+                return f"step {n - T + 1}" if n >= T else show(values[n]) if n in visible else repr(tokens[n])
+            steps = [(OPS[o], node(a), node(b), show(v)) for (a, b, o), v in
+                     zip(out['choices'][0, t].tolist(), out['values'][0, t].tolist())]
+            rows.append({'token': tokens[t], 'numbers': [(number(s), values[s]) for s in visible], 'steps': steps,
+                         'gate': gate[t]})
+        return rows
+
+
+def format_explanation(row, next_token=''):
+    """One line for a row of DAGGPT.explain: 'read 12 @ "12", 345 @ "345"; step 1: add(12, 345) = 357; ...;
+    gate 0.93', preceded by the token it predicts when next_token is given."""
+    read = ', '.join(f'{format(v, ".15g")} @ "{text}"' for text, v in row['numbers']) or 'no number'
+    steps = '; '.join(f"step {k + 1}: {op}({a}, {b}) = {v}" for k, (op, a, b, v) in enumerate(row['steps']))
+    head = f"-> {next_token!r}: " if next_token else ''
+    return f"{head}read {read}; {steps}; gate {row['gate']:.2f}"

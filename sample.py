@@ -3,6 +3,8 @@ Sample from a trained model (a GPT or GPT+DAG checkpoint in out_dir) or from GPT
 
 $ python sample.py --out_dir=out-shakespeare-char --start="ROMEO:" --num_samples=2 --max_new_tokens=200
 $ python sample.py --init_from=gpt2 --start=FILE:prompt.txt --temperature=0   # greedy
+$ python sample.py --out_dir=out-numeric --start="12 + 345 = " --temperature=0 --max_new_tokens=4 --num_samples=1 \
+      --explain=True --explain_png=dag.png   # GPT+DAG: the numbers it read and the steps it ran, per token
 """
 import os
 import sys
@@ -28,6 +30,8 @@ dtype = 'bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported
 compile = False  # use PyTorch 2.0 to compile the model to be faster
 use_cache = True  # KV-cache generation (False re-runs the whole context for every token, as nanoGPT)
 tiktoken_file = ''  # local gpt2.tiktoken ranks file, for GPT-2 BPE with no download
+explain = False  # GPT+DAG: after each sample, print what the DAG read and computed for each generated token
+explain_png = ''  # with explain: also draw the DAG's steps over the generated positions to this PNG file
 # -----------------------------------------------------------------------------
 configure(globals())
 check_device(device, dtype)
@@ -85,6 +89,40 @@ if not start_ids:
     sys.exit("sample.py: the prompt is empty: pass --start=TEXT (e.g. --start='\n')")
 x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
 
+
+
+def explain_sample(y, prompt_len):
+    """Print, for each generated token of y (1, T), what GPT+DAG's DAG did at the position that predicted it
+    (DAGGPT.explain); with explain_png, draw it too: one column per generated token, one row per DAG step, the
+    cell's colour its op and its text the result."""
+    if not hasattr(model, 'explain'):
+        sys.exit("sample.py: --explain needs a GPT+DAG checkpoint (dag_depth > 0)")
+    from dag_model import OPS, format_explanation
+    rows = model.explain(y, decode)
+    positions = range(max(prompt_len - 1 - (y.size(1) - len(rows)), 0), len(rows) - 1)
+    for t in positions:
+        print(format_explanation(rows[t], rows[t + 1]['token']))
+    if explain_png:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        depth = len(rows[0]['steps'])
+        ops = [[OPS.index(rows[t]['steps'][k][0]) for t in positions] for k in range(depth)]
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(positions), 0.8 + 0.7 * depth))
+        ax.imshow(ops, cmap='tab10', vmin=0, vmax=9, aspect='auto')
+        for i, t in enumerate(positions):
+            for k in range(depth):
+                op, a, b, v = rows[t]['steps'][k]
+                ax.text(i, k, f"{op}\n{a}, {b}\n= {v}", ha='center', va='center', fontsize=6)
+        ax.set_xticks(range(len(positions)), [f"-> {rows[t + 1]['token']!r}\ngate {rows[t]['gate']:.2f}"
+                                              for t in positions], fontsize=7)
+        ax.set_yticks(range(depth), [f"step {k + 1}" for k in range(depth)])
+        ax.set_title(f"DAG steps after {decode(y[0, :prompt_len].tolist())!r}", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(explain_png, dpi=150)
+        print(f"wrote {explain_png}")
+
+
 # run generation
 with torch.no_grad():
     with ctx:
@@ -92,4 +130,6 @@ with torch.no_grad():
             y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None,
                                use_cache=use_cache)
             print(decode(y[0].tolist()))
+            if explain:
+                explain_sample(y[:, -model.config.block_size:], x.size(1))
             print('---------------')

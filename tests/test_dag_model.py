@@ -376,3 +376,30 @@ def test_forced_programs_render_the_exact_answer(mode, prompt, program, answer):
         assert out['values'][0, t, -1].item() == float(answer)
         written = t - first  # answer chars already written at t
         assert spelled(out, t) == answer[written:]
+
+
+def test_explain_reads_the_numbers_and_describes_every_step():
+    """DAGGPT.explain on a model whose extractor reads digits exactly: the numbers' text and values, and each
+    step's operands as those numbers (or earlier steps), with results equal to the DAG's own values."""
+    model = tiny_dag(depth=3)
+    vocab = '0123456789+= \n'
+    with torch.no_grad():  # the digits' embeddings are their classes' one-hots; nothing else reaches the extractor
+        for block in list(model.transformer.h) + [model.node_embed]:
+            block.attn.c_proj.weight.zero_()
+            block.mlp.c_proj.weight.zero_()
+        model.transformer.wpe.weight.zero_()
+        roles = [CLASSES.index(c) if c.isdigit() else 0 for c in vocab] + [0] * (20 - len(vocab))
+        model.transformer.wte.weight.copy_(torch.eye(16)[roles] * 5)
+        model.value_extractor.classify.weight.copy_(torch.eye(16)[:len(CLASSES)])
+        model.value_extractor.classify.bias.zero_()
+    idx = torch.tensor([[vocab.index(c) for c in '12+345=']])
+    rows = model.explain(idx, lambda ids: ''.join(vocab[i] for i in ids))
+    assert [r['token'] for r in rows] == list('12+345=') and len(rows[-1]['steps']) == 3
+    assert rows[-1]['numbers'] == [('12', 12.0), ('345', 345.0)]
+    assert rows[3]['numbers'] == [('12', 12.0), ('3', 3.0)]  # the number being read is visible as it stands
+    _, out, _ = model.eval().dag(model.hidden_states(idx))  # explain runs in eval mode (no exploration noise)
+    for t, row in enumerate(rows):
+        assert [v for *_, v in row['steps']] == [format(v, '.15g') for v in out['values'][0, t].tolist()]
+        operands = {'1', '12', '3', '34', '345', 'step 1', 'step 2'}  # numbers as read so far, or earlier steps
+        assert all(a in operands or a.startswith("'") for _, a, _, _ in row['steps'])
+        assert 0 < row['gate'] < 1

@@ -42,3 +42,15 @@ def test_sample_from_dag_checkpoint(numeric_data):
     greedy = [samples_of(run_script('sample.py', *args, '--temperature=0', f'--use_cache={c}', cwd=numeric_data).stdout)
               for c in (True, False)]
     assert greedy[0] == greedy[1] and greedy[0][0].startswith('12+3=') and len(greedy[0][0]) == 5 + 12
+    explained = run_script('sample.py', *args, '--temperature=0', '--explain=True', '--explain_png=dag.png',
+                           cwd=numeric_data).stdout
+    lines = [line for line in explained.splitlines() if line.startswith('-> ')]
+    assert len(lines) == 12 and all('; step 4: ' in line and '; gate ' in line for line in lines)  # one per token
+    assert (numeric_data / 'dag.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_explain_needs_a_dag_checkpoint(char_data):
+    run_script('train.py', *TINY, '--max_iters=2', '--eval_interval=2', '--out_dir=out-explain', cwd=char_data)
+    proc = run_script('sample.py', '--out_dir=out-explain', '--device=cpu', '--num_samples=1', '--max_new_tokens=2',
+                      '--explain=True', cwd=char_data, check=False)
+    assert proc.returncode != 0 and 'needs a GPT+DAG checkpoint' in proc.stderr and 'Traceback' not in proc.stderr
