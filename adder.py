@@ -71,6 +71,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from model import greedy_decode
 
@@ -300,14 +301,14 @@ def random_pairs(n_random=10000, seed=2025):
     return [(rng.randint(0, MAX_OPERAND), rng.randint(0, MAX_OPERAND)) for _ in range(n_random)]
 
 
-def evaluate(model_or_build_fn, add_fn, n_random=10000, seed=2025):
+def evaluate(model_or_build_fn, add_fn, n_random=10000, seed=2025, progress=False):
     """Score any model on the AdderBoard protocol: the 10 EDGE_CASES, then n_random pairs drawn with
     random.Random(seed) as a = rng.randint(0, 9999999999); b = rng.randint(0, 9999999999). Passes at 99% accuracy.
 
     model_or_build_fn: an nn.Module, or a function -> (model, metadata) such as build_model.
     add_fn(model, a, b) -> int. Returns a dict: name, n_params, n_buffers (numbers stored as parameters / buffers),
     edge_correct, edge_total, random_correct, random_total, accuracy (over the random pairs), passed,
-    failures (up to 10 (a, b, got, expected)), seconds.
+    failures (up to 10 (a, b, got, expected)), seconds. progress: a tqdm bar on stderr.
     """
     if isinstance(model_or_build_fn, nn.Module):
         model, metadata = model_or_build_fn, dict(name=type(model_or_build_fn).__name__)
@@ -316,9 +317,9 @@ def evaluate(model_or_build_fn, add_fn, n_random=10000, seed=2025):
     randoms = random_pairs(n_random, seed)
     failures = []
 
-    def n_correct(pairs):
+    def n_correct(pairs, desc):
         correct = 0
-        for a, b in pairs:
+        for a, b in tqdm(pairs, desc=desc, unit='pair', disable=not progress, leave=False):
             got = add_fn(model, a, b)
             if got == a + b:
                 correct += 1
@@ -327,8 +328,8 @@ def evaluate(model_or_build_fn, add_fn, n_random=10000, seed=2025):
         return correct
 
     t0 = time.time()
-    edge_correct = n_correct(EDGE_CASES)
-    random_correct = n_correct(randoms)
+    edge_correct = n_correct(EDGE_CASES, 'edge cases')
+    random_correct = n_correct(randoms, f'random pairs (seed {seed})')
     accuracy = random_correct / n_random if n_random else 1.0
     return dict(
         name=metadata.get('name', type(model).__name__),
@@ -349,7 +350,7 @@ if __name__ == '__main__':
         a, b = int(sys.argv[1]), int(sys.argv[2])
         print(f'{a} + {b} = {add(model, a, b)}')
     elif len(sys.argv) == 1:
-        r = evaluate(build_model, add)
+        r = evaluate(build_model, add, progress=True)
         print(f"{r['name']}: {r['n_params']} parameters, {r['n_buffers']} buffers")
         print(f"edge cases: {r['edge_correct']}/{r['edge_total']}")
         print(f"random pairs (seed 2025): {r['random_correct']}/{r['random_total']} = {100 * r['accuracy']:.2f}%")

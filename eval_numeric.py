@@ -24,6 +24,7 @@ import sys
 import time
 
 import torch
+from tqdm import tqdm
 
 from model import greedy_decode
 
@@ -72,7 +73,7 @@ def load_problems(path, split='', max_problems=0):
 
 
 @torch.no_grad()
-def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu'):
+def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu', progress=False):
     """The model's answer (str) to each problem, in the order of problems, by greedy decoding.
 
     model: any nn.Module whose forward(idx (B, T)) returns (logits (B, T or 1, vocab_size), _), already on device;
@@ -80,7 +81,8 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
     Each prompt is preceded by "\n", as every problem is in the training text. Prompts of equal token length are
     decoded together, batch_size at a time, for (longest answer in the batch + 2)
     tokens; an answer is the generated text up to its first "\n". A row that never emits "\n" returns all its
-    generated text, which is longer than the expected answer and so never an exact match."""
+    generated text, which is longer than the expected answer and so never an exact match. progress: a tqdm
+    bar (problems answered) on stderr. A model with a KV cache (new_kv_cache) decodes with it."""
     prompts = [encode('\n' + p['prompt']) for p in problems]  # in the corpus every problem follows a newline
     newline = encode('\n')[0]  # an answer ends there: a batch stops once every row has written it
     by_length = {}
@@ -89,6 +91,7 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
     answers = [None] * len(problems)
     was_training = model.training
     model.eval()
+    bar = tqdm(total=len(problems), desc='answering', unit='problem', disable=not progress, leave=False)
     try:
         for length in sorted(by_length):
             rows = by_length[length]
@@ -100,7 +103,9 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
                                           use_cache=hasattr(model, "new_kv_cache"))[:, length:].tolist()
                 for i, ids in zip(batch, generated):
                     answers[i] = decode(ids).split('\n', 1)[0]
+                bar.update(len(batch))
     finally:
+        bar.close()
         model.train(was_training)
     return answers
 
@@ -201,7 +206,7 @@ if __name__ == '__main__':
     # -----------------------------------------------------------------------------
     out_dir = 'out'  # evaluates out_dir/ckpt.pt
     suite = 'heldout'  # 'heldout': problems.jsonl; 'length': AdderBoard's 10-digit protocol and a grid of operand
-    # lengths 1..12 for + - * (length_problems), phrased "a + b = ", with the grid printed as a table
+                       # lengths 1..12 for + - * (length_problems), phrased "a + b = ", with the grid printed as a table
     problems = ''  # problems.jsonl to score; '' = data/<dataset>/problems.jsonl, dataset from the checkpoint's config
     split = ''  # '' = every split, or 'test' / 'extrap'
     max_problems = 0  # 0 = all; else the first max_problems of each split (deterministic)
@@ -238,7 +243,7 @@ if __name__ == '__main__':
         sys.exit(f"eval_numeric.py: {e}")
 
     t0 = time.time()
-    answers = answer_problems(model, encode, decode, held_out, batch_size, device)
+    answers = answer_problems(model, encode, decode, held_out, batch_size, device, progress=True)
     dt = time.time() - t0
     result = score(held_out, answers)
     result.update(checkpoint=ckpt_path, iter_num=checkpoint.get('iter_num'), n_params=model.get_num_params(),
