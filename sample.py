@@ -11,6 +11,7 @@ import sys
 from contextlib import nullcontext
 
 import torch
+from tqdm import tqdm
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from configurator import check_device, configure
@@ -126,7 +127,7 @@ def explain_sample(y, prompt_len):
 # run generation
 with torch.no_grad():
     with ctx:
-        for k in range(num_samples):
+        for k in tqdm(range(num_samples), desc='sampling', unit='sample', leave=False, disable=num_samples < 2):
             y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None,
                                use_cache=use_cache)
             print(decode(y[0].tolist()))
