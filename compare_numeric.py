@@ -11,13 +11,20 @@ $ python compare_numeric.py --models=gpt,dag,dag-nolabels --seeds=1337  # with a
 $ python compare_numeric.py --seconds=300                               # equal time instead of equal iterations
 $ python compare_numeric.py --train_args="--n_embd=64 --batch_size=16"   # more train.py settings for every run
 
-Prints one line per run and a summary table (mean and min..max over seeds), then the summary as a JSON line.
+Prints each run's `iter` and `step` lines as they come (prefixed with [model-seed]), one line per run and a
+summary table (mean and min..max over seeds), writes <out_dir>/compare.png (left: the val loss of every run, from
+its metrics.jsonl; right: mean exact match by split and model, min..max over seeds as error bars) and prints its
+path, then the summary as a JSON line.
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+
+import matplotlib.pyplot as plt
+
+from plot import plot_curves, read_metrics  # also selects matplotlib's Agg backend (files only)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SPLITS = ('test', 'extrap', 'phrasing')  # the held-out splits of data/numeric/problems.jsonl
@@ -30,12 +37,49 @@ MODELS = {
 }
 
 
-def run(args, cwd):
-    """Run a python script of this repo; return its stdout, or exit with its output when it fails."""
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+def run(args, cwd, name=''):
+    """Run a python script of this repo and return its stdout. With a name, its 'iter' and 'step' lines are
+    printed as they come, prefixed with [name]; its stderr goes straight to the console. Exits with the end of
+    its output when it fails."""
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}  # the child's lines as it prints them, not when a buffer fills
+    lines = []
+    with subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if name and line.startswith(('iter ', 'step ')):
+                print(f"[{name}] {line}", end='', flush=True)
+    stdout = ''.join(lines)
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc.stdout
+        sys.exit(f"{' '.join(args)} failed ({proc.returncode}); its stderr is above, the end of its output:\n"
+                 f"{stdout[-2000:]}")
+    return stdout
+
+
+def plot_summary(path, out_dir, summary):
+    """Write the PNG at path: the val-loss curves of every run of summary (read from out_dir/<model>-<seed>/
+    metrics.jsonl), one colour a model and one line style a seed; and a bar a model and split of the mean exact
+    match, with min..max over seeds as error bars. Raises what read_metrics raises."""
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5))
+    runs, styles = {}, []
+    for j, (name, model) in enumerate(summary.items()):
+        for k, row in enumerate(model['runs']):
+            runs[f"{name}-{row['seed']}"] = read_metrics(os.path.join(out_dir, f"{name}-{row['seed']}"))
+            styles.append({'color': f'C{j % 10}', 'linestyle': ('-', '--', ':', '-.')[k % 4]})
+    plot_curves(curves, runs, ['val_loss'], styles)
+    curves.set(ylabel='val loss', title='validation loss (LM loss)')
+    width = 0.8 / len(summary)
+    for j, (name, model) in enumerate(summary.items()):
+        mean = [model[split]['mean'] for split in SPLITS]
+        spread = [[m - model[split]['min'] for m, split in zip(mean, SPLITS)],
+                  [model[split]['max'] - m for m, split in zip(mean, SPLITS)]]
+        bars.bar([i + (j - (len(summary) - 1) / 2) * width for i in range(len(SPLITS))], mean, width, yerr=spread,
+                 capsize=3, color=f'C{j % 10}', label=f"{name}: {model['description']}")
+    bars.set_xticks(range(len(SPLITS)), SPLITS)
+    bars.set(ylim=(0, 1), ylabel='exact match (mean, min..max over seeds)', title='accuracy by split')
+    bars.legend(fontsize='small')
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main():
@@ -63,7 +107,7 @@ def main():
             train_log = run([os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'config', 'train_default.py'),
                              *args.train_args.split(), *MODELS[name][1], f'--seed={seed}', *budget,
                              '--log_interval=1', f'--out_dir={out}'],
-                            cwd=os.getcwd())
+                            cwd=os.getcwd(), name=f'{name}-{seed}')
             logged = [line for line in train_log.splitlines() if line.startswith('iter ')]
             iters = logged[-1].split(':')[0][5:]
             ms = sorted(float(line.split('time ')[1].split('ms')[0]) for line in logged[1:])  # steady state
@@ -87,6 +131,12 @@ def main():
         fmt = lambda k: f"{stat[k][0]:.1%} ({stat[k][1]:.1%}..{stat[k][2]:.1%})"  # noqa: E731
         print(f"{MODELS[name][0]:46s} {rows[0]['n_params']:>10,} {stat['iters'][0]:>6.0f} "
               f"{stat['ms_per_iter'][0]:>6.0f}" + ''.join(f"{fmt(s):>22s}" for s in SPLITS))
+    picture = os.path.join(args.out_dir, 'compare.png')
+    try:
+        plot_summary(picture, args.out_dir, summary)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"compare_numeric.py: {e}")
+    print(f"\nwrote {picture}")
     print(json.dumps({'iters': args.iters, 'seconds': args.seconds, 'models': summary}))
 
 

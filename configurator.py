@@ -7,13 +7,15 @@ nanoGPT's "Poor Man's Configurator", with errors that say what went wrong. A scr
 after defining its settings as plain module globals. Each command-line argument is either a config file
 (Python, run in the script's globals, e.g. `config/train_shakespeare_char.py`) or `--key=value`, applied in
 order. A value is parsed with ast.literal_eval (so `--dropout=0.1`, `--compile=False`, `--start='FILE:p.txt'`)
-and kept as a string when that fails (`--device=cpu`). `--help` lists every setting with its value.
+and kept as a string when that fails (`--device=cpu`). `--help` lists every setting with its value and its
+comment, read from the script's source (never run) named by the `__file__` in its globals.
 
 Unlike nanoGPT, an unknown key (in a config file or an override), a value of the wrong type, or a missing
 config file exits with status 2 and a message naming the key and the valid choices, instead of being
 silently added or failing on an assert.
 """
 
+import ast
 import difflib
 import os
 import sys
@@ -25,6 +27,36 @@ CONFIG_TYPES = (int, float, bool, str, tuple, type(None))
 def config_keys(g):
     """The settings of a script: its public globals of simple types (int, float, bool, str, tuple, None)."""
     return [k for k, v in g.items() if not k.startswith('_') and isinstance(v, CONFIG_TYPES)]
+
+
+def setting_comments(path):
+    """{name: comment} for the assignments at the top level of the script at path (and in its top-level `if`
+    blocks, e.g. `if __name__ == '__main__':`), read as text, never run; {} when path is None or unreadable.
+
+    A comment is the assignment's trailing comment plus the comment-only lines right below it that are indented
+    deeper than the assignment (a wrapped comment, aligned under its first line); a comment line at the
+    assignment's own indentation heads the next group of settings (`# adamw optimizer`) and is not part of it."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            source = f.read()
+        tree = ast.parse(source)
+    except (TypeError, OSError, SyntaxError, ValueError):
+        return {}
+    lines = source.splitlines()
+    nodes = [n for top in tree.body for n in [top, *(top.body if isinstance(top, ast.If) else [])]]
+    comments = {}
+    for node in nodes:
+        if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)):
+            continue
+        rest = lines[node.end_lineno - 1].encode()[node.end_col_offset:].decode().strip()  # offsets are in bytes
+        if not rest.startswith('#') or node.targets[0].id in comments:
+            continue
+        text, i = [rest], node.end_lineno
+        while i < len(lines) and lines[i].lstrip().startswith('#') and \
+                len(lines[i]) - len(lines[i].lstrip()) > node.col_offset:
+            text, i = text + [lines[i].strip()], i + 1
+        comments[node.targets[0].id] = ' '.join(t.lstrip('#').strip() for t in text)
+    return comments
 
 
 def _fail(message):
@@ -61,8 +93,9 @@ def configure(g, argv=None):
     for arg in argv:
         if arg in ('-h', '--help'):
             print("settings (override with --key=value or a config file):")
+            comments = setting_comments(g.get('__file__'))
             for k in keys:
-                print(f"  --{k}={g[k]!r}")
+                print(f"  --{k}={g[k]!r}" + (f"  # {comments[k]}" if comments.get(k) else ""))
             sys.exit(0)
         if not arg.startswith('--'):
             if not os.path.isfile(arg):

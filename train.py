@@ -17,9 +17,11 @@ $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123
 
 Settings are the globals below; `python train.py --help` lists them. Beyond nanoGPT: `dag_depth` > 0 trains
 GPT+DAG; checkpoints are written atomically and hold what an exact resume needs; a non-finite loss stops the
-run with a non-zero exit and leaves the last good checkpoint alone; W&B runs offline when no API key is set.
+run with a non-zero exit and leaves the last good checkpoint alone; W&B runs offline when no API key is set;
+every log line's and eval's numbers go to out_dir/metrics.jsonl (`python plot.py --out_dirs=out` draws them).
 """
 
+import json
 import math
 import os
 import sys
@@ -47,6 +49,7 @@ always_save_checkpoint = True  # if True, always save a checkpoint after each ev
 init_from = 'scratch'  # 'scratch' or 'resume' or 'gpt2*' (or a local directory saved by transformers)
 # wandb logging
 wandb_log = False  # disabled by default
+tracker = 'wandb'  # with wandb_log: 'wandb' (W&B) or 'trackio' (the same charts, kept locally: `trackio show`)
 wandb_project = 'nanogpt-dag'
 wandb_run_name = 'gpt2'  # 'run' + str(time.time())
 wandb_run_id = ''  # '' = a new id (or the checkpoint's on resume); runpod_service.py sets it to print the link
@@ -64,13 +67,15 @@ bias = False  # do we use bias inside LayerNorm and Linear layers?
 dag_depth = 0  # 0: plain GPT; > 0: GPT+DAG with this many DAG steps (dag_model.py)
 dag_topk = 4  # GPT+DAG: operand candidates per side whose results the backward pass weighs
 dag_window = 24  # GPT+DAG: longest number, in tokens, the value extractor reads
-dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss on labelled numbers, used when the dataset has the
-# labels (data/<dataset>/train_roles.bin, _answer_of.bin, _steps.npy, written by data/numeric/prepare.py); 0 = off
+dag_value_loss = 1.0  # GPT+DAG: weight of the auxiliary loss on labelled numbers, used when the dataset has
+                      # the labels (data/<dataset>/train_roles.bin, _answer_of.bin, _steps.npy, written by
+                      # data/numeric/prepare.py); 0 = off
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
 max_seconds = 0.0  # > 0: stop, after a last eval and checkpoint, once training has run this long, and run the
-# learning-rate schedule on the clock (lr_decay_iters is reached at max_seconds): equal-time comparisons; 0 = off
+                   # learning-rate schedule on the clock (lr_decay_iters is reached at max_seconds): equal-time
+                   # comparisons; 0 = off
 weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.95
@@ -113,6 +118,7 @@ def check_settings():
                                        f"n_embd / n_head channels (e.g. --n_embd={n_head * max(n_embd // n_head, 1)})"),
         (dag_depth >= 0, f"--dag_depth={dag_depth}: use 0 for a plain GPT or the number of DAG steps (e.g. 4)"),
         (0.0 <= dropout < 1.0, f"--dropout={dropout}: a probability in [0, 1)"),
+        (tracker in ('wandb', 'trackio'), f"--tracker={tracker!r}: use 'wandb' (W&B) or 'trackio' (local dashboard)"),
         (init_from in ('scratch', 'resume') or init_from.startswith('gpt2') or os.path.isdir(init_from),
          f"--init_from={init_from!r}: use 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, ...) or a local "
          f"directory saved by transformers"),
@@ -391,8 +397,43 @@ def check_finite(name, value):
                  f"{out_dir} is untouched. Try a lower learning_rate, grad_clip, or dtype='float32'.")
 
 
+# every log line's and eval's numbers, one JSON object a line, for plot.py (written by the master process)
+metrics_path = os.path.join(out_dir, 'metrics.jsonl')
+
+
+def start_metrics():
+    """Begin metrics.jsonl: empty for a new run. A resume keeps the records before its checkpoint's iteration:
+    what a run logged after its last checkpoint (the resume repeats those iterations) and a line cut short by a
+    kill are dropped, so the file reads as one uninterrupted run. Rewritten through a temp file and a rename."""
+    kept = []
+    if init_from == 'resume' and os.path.isfile(metrics_path):
+        with open(metrics_path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get('iter'), int) and record['iter'] < iter_num:
+                    kept.append(json.dumps(record) + '\n')
+    with open(metrics_path + '.tmp', 'w') as f:
+        f.writelines(kept)
+    os.replace(metrics_path + '.tmp', metrics_path)
+
+
+def log_metrics(record):
+    """Append one record (a dict of JSON values) to metrics.jsonl; closing the file flushes it, so a run that
+    is killed keeps every line it logged."""
+    with open(metrics_path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+
+
 # logging
-if wandb_log and master_process:
+if wandb_log and master_process and tracker == 'trackio':
+    import trackio as wandb  # W&B's init/log, offline: runs in SQLite under $TRACKIO_DIR (~/.cache/huggingface/trackio)
+    # trackio has no run ids or modes: a resumed run continues the latest run of the same name
+    run = wandb.init(project=wandb_project, name=wandb_run_name, config=config,
+                     resume='allow' if init_from == 'resume' else 'never')
+elif wandb_log and master_process:
     import wandb
     mode = None  # W&B's own default (online, or WANDB_MODE)
     if not os.environ.get('WANDB_API_KEY') and not wandb.api.api_key:
@@ -406,6 +447,7 @@ if wandb_log and master_process:
 if master_process:
     for path in remove_stale_temp_files(os.path.join(out_dir, 'ckpt.pt')):
         print(f"removed {path}, left by a save that was killed")
+    start_metrics()
 train_start = time.time()
 batch_rng_state = torch.get_rng_state()
 X, Y, L = get_batch('train', use_labels)  # fetch the very first batch (L: the DAG's labels, if any)
@@ -434,13 +476,15 @@ while True:
         losses = estimate_loss()
         print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         check_finite('val loss', losses['val'])
+        log_metrics({'kind': 'eval', 'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
+                     'lr': lr})
         if wandb_log:
             wandb.log({
                 "iter": iter_num,
                 "train/loss": losses['train'],
                 "val/loss": losses['val'],
                 "lr": lr,
-                "mfu": running_mfu * 100,  # convert to percentage
+                **({"mfu": running_mfu * 100} if running_mfu >= 0 else {}),  # in percent, where the peak is known
                 **{f"train/{k}" if k.endswith('loss') else f"dag/{k}": v for k, v in train_stats.items()},
             })
         if losses['val'] < best_val_loss or always_save_checkpoint:
@@ -512,6 +556,8 @@ while True:
         extras = ''.join(f", {k} {v:.3g}" for k, v in train_stats.items() if not k.endswith('loss'))
         mfu_str = f", mfu {running_mfu * 100:.2f}%" if running_mfu >= 0 else ''
         print(f"iter {iter_num}: loss {lossf:.4f}{parts}, time {dt * 1000:.2f}ms{mfu_str}{extras}")
+        log_metrics({'kind': 'train', 'iter': iter_num, 'loss': lossf, 'lr': lr, 'ms': dt * 1000,
+                     **({'mfu': running_mfu * 100} if running_mfu >= 0 else {}), **train_stats})  # mfu in %
     iter_num += 1
     local_iter_num += 1
 

@@ -1,7 +1,10 @@
-"""compare_numeric.py end to end on a tiny corpus: every model and seed trains, is scored, and is summarised."""
+"""compare_numeric.py end to end on a tiny corpus: every model and seed trains, is scored, is summarised and
+drawn."""
 import json
+import re
 
 from conftest import run_script
+from test_plot import assert_png
 
 
 def test_compare_runs_each_model_and_seed(tmp_path):
@@ -16,3 +19,7 @@ def test_compare_runs_each_model_and_seed(tmp_path):
         assert all(0 <= model[split]['mean'] <= 1 for split in ('test', 'extrap', 'phrasing'))
         assert model['ms_per_iter']['mean'] > 0
     assert summary['models']['dag-nolabels']['n_params'] > summary['models']['gpt4']['n_params']
+    assert re.search(r'^\[gpt4-1\] iter 3: loss [\d.]+', proc.stdout, re.M)  # each run's lines as they come
+    assert re.search(r'^\[dag-nolabels-2\] step 3: train loss [\d.]+, val loss', proc.stdout, re.M)
+    assert 'wrote out-compare/compare.png' in proc.stdout
+    assert_png(tmp_path / 'out-compare' / 'compare.png')

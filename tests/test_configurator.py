@@ -78,3 +78,42 @@ def test_gpt2_configs_name_a_bpe_dataset(name):
          'log_interval': 1, 'weight_decay': 0.0}
     configure(g, [os.path.join(ROOT, 'config', f'{name}.py')])
     assert g['dataset'] == 'openwebtext'
+
+
+def test_help_shows_each_settings_comment_from_the_script(tmp_path, capsys):
+    script = tmp_path / 'script.py'
+    script.write_text(
+        "# I/O\n"
+        "out_dir = 'out'  # where checkpoints go\n"
+        "max_seconds = 0.0  # > 0: stop once training has run this long, and run the learning-rate schedule on\n"
+        "                   # the clock (lr_decay_iters is reached at max_seconds): equal-time comparisons;\n"
+        "                   # 0 = off\n"
+        "# adamw optimizer\n"
+        "learning_rate = 6e-4\n"
+        "if __name__ == '__main__':\n"
+        "    seed = 1337  # torch.manual_seed\n"
+        "    # -----------------------------------------------------------------------------\n")
+    g = {'__file__': str(script), 'out_dir': 'out', 'max_seconds': 0.0, 'learning_rate': 6e-4, 'seed': 1337}
+    with pytest.raises(SystemExit) as e:
+        configure(g, ['--help'])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  --out_dir='out'  # where checkpoints go",
+        "  --max_seconds=0.0  # > 0: stop once training has run this long, and run the learning-rate schedule on "
+        "the clock (lr_decay_iters is reached at max_seconds): equal-time comparisons; 0 = off",  # continued lines
+        "  --learning_rate=0.0006",
+        "  --seed=1337  # torch.manual_seed"]
+
+
+def test_help_without_a_script_lists_names_and_values(capsys):
+    with pytest.raises(SystemExit) as e:
+        configure(settings(), ['--help'])
+    assert e.value.code == 0
+    assert "  --batch_size=12\n" in capsys.readouterr().out
+
+
+def test_train_help_shows_comments(tmp_path):
+    from conftest import run_script
+    out = run_script('train.py', '--help', cwd=tmp_path).stdout
+    assert '--dag_value_loss=1.0  # GPT+DAG: weight of the auxiliary loss' in out and '0 = off' in out
+    assert 'adamw optimizer' not in out
