@@ -553,7 +553,10 @@ while True:
         train_stats = dict(zip(stats, torch.stack([v.float() for v in stats.values()]).tolist())) if stats else {}
         parts = f" (lm {train_stats['lm_loss']:.4f}, aux {train_stats['aux_loss']:.4f})" \
             if 'aux_loss' in train_stats else ''  # the loss is lm + dag_value_loss * aux
-        extras = ''.join(f", {k} {v:.3g}" for k, v in train_stats.items() if not k.endswith('loss'))
+        # the console keeps a line short: the DAG's gate, entropy and largest value (every op's share is in
+        # metrics.jsonl and W&B)
+        extras = ''.join(f", {k} {v:.3g}" for k, v in train_stats.items() if not k.endswith('loss')
+                         and not k.startswith('op_'))
         mfu_str = f", mfu {running_mfu * 100:.2f}%" if running_mfu >= 0 else ''
         print(f"iter {iter_num}: loss {lossf:.4f}{parts}, time {dt * 1000:.2f}ms{mfu_str}{extras}")
         log_metrics({'kind': 'train', 'iter': iter_num, 'loss': lossf, 'lr': lr, 'ms': dt * 1000,

@@ -1,5 +1,6 @@
 """train.py end to end in subprocesses on Tiny Shakespeare (characters), with a tiny model."""
 import hashlib
+import json
 import os
 import re
 import socket
@@ -108,7 +109,9 @@ def test_dag_training_loss_goes_down_and_resumes_exactly(numeric_data):
     straight = run_script('train.py', *common, '--max_iters=40', '--out_dir=out-dag', cwd=numeric_data)
     val = eval_losses(straight.stdout)
     assert len(val) == 3 and val[-1] < val[0] - 0.5, val
-    assert 'op_add' in straight.stdout and 'gate' in straight.stdout  # extra_vals on the console
+    assert 'gate' in straight.stdout and 'op_add' not in straight.stdout  # the DAG's diagnostics, in short
+    metrics = [json.loads(line) for line in (numeric_data / 'out-dag' / 'metrics.jsonl').read_text().splitlines()]
+    assert all(0 <= m['op_add'] <= 1 and 'aux_loss' in m for m in metrics if m['kind'] == 'train')  # all of them
     assert 'auxiliary labels: roles and step values' in straight.stdout
     no_labels = run_script('train.py', *common, '--max_iters=0', '--dag_value_loss=0', '--out_dir=out-dag-nl',
                            cwd=numeric_data)
