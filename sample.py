@@ -99,8 +99,10 @@ def explain_sample(y, prompt_len):
     if not hasattr(model, 'explain'):
         sys.exit("sample.py: --explain needs a GPT+DAG checkpoint (dag_depth > 0)")
     from dag_model import OPS, format_explanation
-    rows = model.explain(y, decode)
-    positions = range(max(prompt_len - 1 - (y.size(1) - len(rows)), 0), len(rows) - 1)
+    window = y[:, -model.config.block_size:]  # past block_size: the last window only (earlier tokens drop out)
+    rows = model.explain(window, decode)
+    offset = y.size(1) - window.size(1)
+    positions = range(max(prompt_len - 1 - offset, 0), len(rows) - 1)
     for t in positions:
         print(format_explanation(rows[t], rows[t + 1]['token']))
     if explain_png:
@@ -132,5 +134,5 @@ with torch.no_grad():
                                use_cache=use_cache)
             print(decode(y[0].tolist()))
             if explain:
-                explain_sample(y[:, -model.config.block_size:], x.size(1))
+                explain_sample(y, x.size(1))
             print('---------------')
