@@ -269,8 +269,8 @@ class DAGController(nn.Module):
     scratch nodes' embeddings (B, Tq, dag_depth, n_embd); 'choices' (B, Tq, dag_depth, 3) long, the node indices
     of the two operands (token positions 0..Tk-1, then the scratch nodes Tk, Tk+1, ..., Tk the number of tokens
     seen: T in training, the tokens so far in cached generation) and the OPS index of the op; 'symbols'
-    (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; with gradients
-    enabled, 'stats' (diagnostics, see DAGGPT.forward); with with_programs, 'programs': per step, (the results of
+    (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; with with_stats,
+    'stats' (diagnostics, see DAGGPT.forward); with with_programs, 'programs': per step, (the results of
     every op on every pair of candidate operands (B, Tq, K, K, 9) float64, the probability the step gives each
     (B, Tq, K, K, 9)).
 
@@ -293,7 +293,7 @@ class DAGController(nn.Module):
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
 
     def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None, with_programs=False,
-                cache=None):
+                cache=None, with_stats=False):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
@@ -313,7 +313,7 @@ class DAGController(nn.Module):
                'emb': torch.stack([s['emb'] for s in steps], 2),
                'choices': torch.stack([s['choice'] for s in steps], 2),
                'symbols': torch.stack([s['symbol'] for s in steps], -1)}
-        if torch.is_grad_enabled():  # training diagnostics; generation and evaluation skip them
+        if with_stats:  # diagnostics, only when the caller logs them
             out['stats'] = self.diagnostics(steps, out['values'])
         if with_programs:
             out['programs'] = [s['programs'] for s in steps]
@@ -552,7 +552,7 @@ class DAGGPT(GPT):
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
         print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
 
-    def dag(self, h, roles=None, steps=None, program=None, cache=None):
+    def dag(self, h, roles=None, steps=None, program=None, cache=None, with_stats=False):
         """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG read and did (a dict), the
         auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the training dtype.
 
@@ -571,7 +571,7 @@ class DAGGPT(GPT):
             operand_ctx = run_block(self.operand_context, e, cache, 'operand_context')
             op_ctx = run_block(self.op_context, e, cache, 'op_context')
             out = self.controller(e, token_values, length, classes, operand_ctx, op_ctx, program,
-                                  with_programs=steps is not None, cache=cache)
+                                  with_programs=steps is not None, cache=cache, with_stats=with_stats)
             dag_sem = self.readout(out['feats'], out['emb'], cache)
         out.update(token_values=token_values, length=length)
         losses = []
@@ -588,7 +588,8 @@ class DAGGPT(GPT):
         (the mean gate), and with gradients enabled 'operand_entropy' (nats), 'max_abs_value' and 'op_<name>',
         each op's share of the DAG's choices."""
         h = self.hidden_states(idx, kv_cache.trunk if kv_cache is not None else None)
-        dag_sem, out, value_loss = self.dag(h, roles, steps, cache=kv_cache)
+        with_stats = stats is not None and torch.is_grad_enabled()  # the DAG's diagnostics are of training steps
+        dag_sem, out, value_loss = self.dag(h, roles, steps, cache=kv_cache, with_stats=with_stats)
         gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
         x = h + (gate * dag_sem).to(h.dtype)
         if targets is not None:

@@ -239,6 +239,8 @@ if __name__ == '__main__':
     try:
         held_out = load_problems(problems, split, max_problems) if suite == 'heldout' else length_problems()
         encode, decode = load_codec(meta_path)
+        for p in held_out:  # a character outside the vocabulary is named here, not deep in the decoding loop
+            encode(p['prompt'] + p['answer'])
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         sys.exit(f"eval_numeric.py: {e}")
 

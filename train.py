@@ -517,7 +517,9 @@ while True:
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         with ctx:
-            stats = {}  # the model's diagnostics of this micro-step (0-dim tensors): LM and aux loss, the DAG's
+            # the model's diagnostics (0-dim tensors: LM and aux loss, the DAG's) of the step that is logged
+            logged = micro_step == gradient_accumulation_steps - 1 and iter_num % log_interval == 0 and master_process
+            stats = {} if logged else None
             logits, loss = model(X, Y, **L, stats=stats)
             loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
         # immediately async prefetch next batch while model is doing the forward pass on the GPU.

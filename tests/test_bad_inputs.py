@@ -71,6 +71,7 @@ def work(tmp_path_factory):
     problem = {'prompt': 'ab', 'answer': 'c', 'split': 'test', 'op': 'add', 'digits': 1}
     (work / 'problems-good.jsonl').write_text(json.dumps(problem) + '\n')
     (work / 'problems-bad.jsonl').write_text(json.dumps(problem) + '\n{"prompt": "ab", "answer": \n')
+    (work / 'problems-euro.jsonl').write_text(json.dumps({**problem, 'prompt': '5 € = '}) + '\n')
     (work / 'problems-number.jsonl').write_text(json.dumps({**problem, 'answer': 15}) + '\n')
     return work
 
@@ -112,6 +113,7 @@ BAD_INPUTS = [
     ('eval_numeric.py', ['--out_dir=out-good', '--problems=problems-bad.jsonl'], 'problems-bad.jsonl line 2'),
     ('eval_numeric.py', ['--out_dir=out-good', '--problems=problems-number.jsonl'], "'answer' must be a string"),
     ('eval_numeric.py', ['--out_dir=out-good', '--suite=everything'], 'unknown suite'),
+    ('eval_numeric.py', ['--out_dir=out-good', '--problems=problems-euro.jsonl'], "'€'"),
     ('data/shakespeare_char/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
     ('data/shakespeare/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
 ]
