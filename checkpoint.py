@@ -18,9 +18,9 @@ import torch
 REQUIRED_KEYS = ('model', 'model_args')
 
 
-def _tmp_path(path, pid=None):
-    """The temp file a writer with this pid on this host uses for path: path.tmp.<host>.<pid>."""
-    return f"{path}.tmp.{socket.gethostname()}.{os.getpid() if pid is None else pid}"
+def _tmp_path(path):
+    """The temp file this process uses to write path: path.tmp.<host>.<pid>."""
+    return f"{path}.tmp.{socket.gethostname()}.{os.getpid()}"
 
 
 def _pid_alive(pid):

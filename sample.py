@@ -3,7 +3,7 @@ Sample from a trained model (a GPT or GPT+DAG checkpoint in out_dir) or from GPT
 
 $ python sample.py --out_dir=out-shakespeare-char --start="ROMEO:" --num_samples=2 --max_new_tokens=200
 $ python sample.py --init_from=gpt2 --start=FILE:prompt.txt --temperature=0   # greedy
-$ python sample.py --out_dir=out-numeric --start="12 + 345 = " --temperature=0 --max_new_tokens=4 --num_samples=1 \
+$ python sample.py --out_dir=out-numeric --start=$'\\n12 + 345 = ' --temperature=0 --max_new_tokens=4 --num_samples=1 \
       --explain=True --explain_png=dag.png   # GPT+DAG: the numbers it read and the steps it ran, per token
 """
 import os
@@ -87,7 +87,7 @@ try:
 except (FileNotFoundError, ValueError, RuntimeError) as e:
     sys.exit(f"sample.py: {e}")
 if not start_ids:
-    sys.exit("sample.py: the prompt is empty: pass --start=TEXT (e.g. --start='\n')")
+    sys.exit("sample.py: the prompt is empty: pass --start=TEXT (e.g. --start='\\n')")
 x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
 
 

@@ -102,6 +102,7 @@ BAD_INPUTS = [
     ('sample.py', ['--out_dir=out-mismatch', '--device=cpu'], 'do not fit'),
     ('sample.py', ['--out_dir=out-good', '--device=cpu', '--start=50% off'], "'%'"),
     ('sample.py', ['--out_dir=out-good', '--device=cpu', '--start=FILE:missing.txt'], 'missing.txt'),
+    ('sample.py', ['--out_dir=out-good', '--device=cpu', '--start='], 'the prompt is empty'),
     ('sample.py', ['--out_dir=out-escape', '--device=cpu'], 'inside data/'),
     ('sample.py', ['--out_dir=out-evil', '--device=cpu'], 'refusing'),
     ('sample.py', ['--out_dir=out-bpe', '--device=cpu'], '--tiktoken_file'),
