@@ -8,6 +8,7 @@ $ python bench.py --dag_depth=4                     # GPT+DAG against GPT
 $ python bench.py --n_layer=12 --n_head=12 --n_embd=768 --block_size=1024 --compile=True   # GPT-2 on a GPU
 """
 import os
+import sys
 import time
 from contextlib import nullcontext
 
@@ -16,6 +17,8 @@ import torch
 
 from checkpoint import build_model
 from configurator import check_device, configure
+from dag_model import has_multi_digit_tokens
+from tokenizer import token_texts
 
 # -----------------------------------------------------------------------------
 batch_size = 12
@@ -29,6 +32,7 @@ dag_depth = 0  # > 0: benchmark GPT+DAG and, for the ratio, the plain GPT of the
 real_data = True  # data/<dataset>/train.bin when it exists, else random tokens
 dataset = 'shakespeare_char'
 vocab_size = 0  # 0: the dataset's meta.pkl, else GPT-2's 50304
+tiktoken_file = ''  # GPT+DAG on GPT-2 BPE: a local gpt2.tiktoken, to read the tokens' digits offline
 seed = 1337
 device = 'cuda' if torch.cuda.is_available() else 'cpu'  # examples: 'cpu', 'cuda', 'cuda:0', 'cuda:1', etc.
 dtype = ('bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else
@@ -78,11 +82,26 @@ else:
 print(f"data: {'real ' + data_path if use_real else 'random tokens'}, vocab_size {vocab_size}")
 
 
+def vocabulary():
+    """The text of each token (GPT+DAG reads numbers from it): the dataset's characters, else GPT-2's."""
+    meta_path = os.path.join('data', dataset, 'meta.pkl')
+    try:
+        return token_texts(meta_path, tiktoken_file)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        sys.exit(f"bench.py: {e}")
+
+
 def make_model(depth, context):
     torch.manual_seed(seed)
     args = dict(block_size=context, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout,
                 bias=bias, vocab_size=vocab_size, dag_depth=depth)
-    return build_model(args).to(device)
+    tokens = vocabulary() if depth > 0 else None
+    if tokens is not None:
+        args['dag_write_tokens'] = has_multi_digit_tokens(tokens)
+    model = build_model(args)
+    if tokens is not None:
+        model.set_vocabulary(tokens[:vocab_size])
+    return model.to(device)
 
 
 def bench_train(depth):

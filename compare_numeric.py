@@ -10,6 +10,7 @@ $ python data/numeric/prepare.py && python compare_numeric.py          # GPT+DAG
 $ python compare_numeric.py --models=gpt,dag,dag-nolabels --seeds=1337  # with and without the auxiliary labels
 $ python compare_numeric.py --seconds=300                               # equal time instead of equal iterations
 $ python compare_numeric.py --train_args="--n_embd=64 --batch_size=16"   # more train.py settings for every run
+$ python compare_numeric.py --config=config/train_numeric_gpt2.py --tiktoken_file=gpt2.tiktoken  # in GPT-2 BPE
 
 Prints each run's `iter` and `step` lines as they come (prefixed with [model-seed]), one line per run and a
 summary table (mean and min..max over seeds), writes <out_dir>/compare.png (left: the val loss of every run, from
@@ -90,7 +91,10 @@ def main():
     parser.add_argument('--models', default='gpt,dag', help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument('--out_dir', default='out-compare')
     parser.add_argument('--train_args', default='', help="train.py settings for every run, e.g. '--n_embd=64' "
-                        "(after config/train_default.py, before each model's own)")
+                        "(after the config, before each model's own)")
+    parser.add_argument('--config', default=os.path.join(ROOT, 'config', 'train_default.py'),
+                        help='the train.py config of every run (config/train_numeric_gpt2.py: the corpus in BPE)')
+    parser.add_argument('--tiktoken_file', default='', help='GPT-2 BPE offline: a local gpt2.tiktoken')
     args = parser.parse_args()
     models = args.models.split(',')
     unknown = [m for m in models if m not in MODELS]
@@ -104,7 +108,8 @@ def main():
             budget = ['--max_iters=1000000', '--eval_interval=1000000', f'--max_seconds={args.seconds}'] \
                 if args.seconds > 0 else [f'--max_iters={args.iters}', f'--lr_decay_iters={args.iters}',
                                           f'--eval_interval={args.iters}']
-            train_log = run([os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'config', 'train_default.py'),
+            tiktoken = [f'--tiktoken_file={args.tiktoken_file}'] if args.tiktoken_file else []
+            train_log = run([os.path.join(ROOT, 'train.py'), args.config, *tiktoken,
                              *args.train_args.split(), *MODELS[name][1], f'--seed={seed}', *budget,
                              '--log_interval=1', f'--out_dir={out}'],
                             cwd=os.getcwd(), name=f'{name}-{seed}')
@@ -112,7 +117,8 @@ def main():
             iters = logged[-1].split(':')[0][5:]
             ms = sorted(float(line.split('time ')[1].split('ms')[0]) for line in logged[1:])  # steady state
             ms_per_iter = ms[len(ms) // 2] if ms else float('nan')
-            scores = json.loads(run([os.path.join(ROOT, 'eval_numeric.py'), f'--out_dir={out}', '--show_errors=0'],
+            scores = json.loads(run([os.path.join(ROOT, 'eval_numeric.py'), f'--out_dir={out}', '--show_errors=0',
+                                     *tiktoken],
                                     cwd=os.getcwd()).strip().splitlines()[-1])
             row = {'seed': int(seed), 'iters': int(iters), 'ms_per_iter': ms_per_iter, 'n_params': scores['n_params'],
                    **{split: scores['by_split'].get(split, {}).get('acc', float('nan')) for split in SPLITS},

@@ -6,9 +6,10 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
   h (B, T, n_embd)      the plain GPT up to its final layer norm (model.GPT.hidden_states)
   node-embed block      a transformer Block: h -> node embeddings e (B, T, n_embd)
   value extractor       e -> one value per token (B, T), float64: a learned classifier says what each token is
-                        (a digit 0-9, a thousands separator, a decimal point, a 'k' suffix, a minus sign, or not
-                        part of a number) and an exact linear recurrence turns those choices into the number that
-                        ends at that token ("12,345" -> 12345 at '5', "2.5k" -> 2500 at 'k')
+                        (digits that continue a number or start a new one, a thousands separator, a decimal
+                        point, a 'k' suffix, a minus sign, or not part of a number), the vocabulary says which
+                        digits a token holds ("7", GPT-2's " 345"), and an exact linear recurrence turns both
+                        into the number that ends at that token ("12,345" -> 12345, "12" " 345" -> 12345)
   context blocks        two Blocks: e -> operand context and op context (B, T, n_embd)
   DAG controller        dag_depth steps; at position t each step attends over the nodes of tokens <= t and the
                         step's earlier scratch nodes, picks two operands and one of the nine ops, and appends
@@ -16,6 +17,8 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
                         projection), one self-attention across the nodes, mean-pool, a small Block: dag_sem
   gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
+  token write           with dag_write_tokens (BPE): + a learned bias on the logit of the token that continues
+                        each step's value as the tokenizer chunks it ("48324" -> " 483", "24")
 
 What this design gets right where its public ancestor did not (SPEC.md, "What a better DAG must get right"):
 - Per position and causal, vectorised over T: position t only sees nodes of tokens <= t and its own scratch nodes.
@@ -50,12 +53,22 @@ did a corpus with a third of its problems multi-step help: 8.0%.) At 750 iterati
 a chain step's candidates 61-98% of the time but gets only 0.07-0.17 of their probability: chains need more
 training.
 
-Tokenisation: the extractor reads one character per token (the numeric corpus and shakespeare_char). With GPT-2
-BPE it still runs, but a multi-digit token can only be read as one digit. Cached generation (DAGCache) keeps
-the trunk's and the DAG Blocks' keys and values and every token's node, so a new token runs one position.
+Tokenisation (issue 10): one code path for a character vocabulary (the numeric corpus, shakespeare_char) and
+GPT-2 BPE. Reading: the classifier decides what a token is in context ("12" " 345" is one number or two; " 66" in
+"route 66" is no quantity), tables built once from the tokens' text (number_tables, DAGGPT.set_vocabulary) say which
+digits it holds, and the recurrence puts chunks together exactly (m <- 10^len(chunk) m + chunk). Writing: in a
+character vocabulary the readout's symbol names the next character; in BPE a digit token holds 1-16 digits, so the
+DAG names the next *token*: its value's canonical string, from the characters already written on, split as GPT-2's
+BPE splits it (first_bpe_token: tiktoken's merge loop on tensors, tested against tiktoken), and a learned bias
+raises that token's logit (DAGGPT.write_tokens; before the answer's first token both " 483" and "483" are named,
+and the language model knows whether a space comes). A logit path needs no input per vocabulary token and is exact
+for chunkings never seen in training; a symbol the readout embeds would need an embedding per digit token.
+Cached generation (DAGCache) keeps the trunk's and the DAG Blocks' keys and values and every token's node, so a new
+token runs one position.
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -68,13 +81,16 @@ OPS = ('add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min', 'ide
 MAX_VALUE = 2.0 ** 53  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE]: float64 holds every integer up to here
 TINY = 1e-12  # floor of |x| under a logarithm and of a denominator's magnitude
 
-# What the value extractor can say a token is, and how each choice updates the number being read:
-# mantissa m_t = M_MUL * m_{t-1} + M_ADD; KEEP says the token continues the current number.
-CLASSES = ('other',) + tuple(str(d) for d in range(10)) + ('sep', 'point', 'k', 'minus')
-M_MUL = (0.,) + (10.,) * 10 + (1., 1., 1., 0.)
-M_ADD = (0.,) + tuple(float(d) for d in range(10)) + (0., 0., 0., 0.)
-KEEP = (0.,) + (1.,) * 10 + (1., 1., 1., 0.)
-DIGITS = slice(CLASSES.index('0'), CLASSES.index('9') + 1)  # the digit classes, in order
+# What the value extractor can say a token is. A token made of digits (optionally after one space, as GPT-2's " 345")
+# is 'digits' (it continues the number before it: "12" " 345" -> 12345, "-" "7" -> -7), 'new_digits' (it starts a
+# number) or 'other' ("route 66" is no quantity); any other token is 'other', 'sep' (a thousands separator, or the
+# space in "12 345"), 'point', 'k' (x 1000) or 'minus' (the sign that starts a negative number). Which digits a token
+# holds comes from the vocabulary (number_tables), never from the classifier, so the arithmetic of putting chunks
+# together is exact whatever the tokenizer's chunking; the classifier only decides what a token is in context.
+CLASSES = ('other', 'digits', 'new_digits', 'sep', 'point', 'k', 'minus')
+DIGIT_TOKEN_CLASSES = ('other', 'digits', 'new_digits')  # the classes a token of digits may take; others the rest
+DIGIT_TOKEN = re.compile(r' ?[0-9]+')  # a token of digits (fullmatch): "7", "345", " 10000"
+MAX_TOKEN_DIGITS = 16  # longer digit tokens are read as 'other' (GPT-2's longest has 16)
 
 FOURIER_PERIODS = tuple(10.0 ** i for i in range(-2, 15))  # 0.01 ... 1e14: the digits from hundredths up
 N_VALUE_FEATURES = 2 + 2 * len(FOURIER_PERIODS)
@@ -91,6 +107,7 @@ class DAGGPTConfig(GPTConfig):
     dag_topk: int = 4  # operand candidates per side whose results the backward pass weighs
     dag_window: int = 24  # longest number, in tokens, the value extractor reads
     dag_value_loss: float = 1.0  # weight of the auxiliary loss when forward() is given roles / steps
+    dag_write_tokens: bool = False  # a logit path for each step's next token (BPE: digit tokens hold several digits)
 
 
 # -----------------------------------------------------------------------------
@@ -185,80 +202,217 @@ def one_hot_argmax(logits):
 def linear_scan(a, b, window):
     """x_t = a_t * x_{t-1} + b_t along dim 1 with x_{-1} = 0, summing only the last `window` terms.
 
-    a, b (B, T) -> x (B, T), same dtype; vectorised over T as a windowed sum of suffix products."""
+    a >= 0, b (B, T) -> x (B, T), same dtype; vectorised over T as a windowed sum of suffix products. A suffix
+    product that overflows is taken as 1e200 (the sum then saturates, and callers clamp), and one that meets a 0
+    after overflowing is 0, as it is exactly: never NaN."""
     W = min(window, a.size(1))
     A = F.pad(a, (W - 1, 0)).unfold(1, W, 1)  # (B, T, W): a_{t-W+1} ... a_t
     Bw = F.pad(b, (W - 1, 0)).unfold(1, W, 1)
     # the weight of b_s in x_t is the product of a_r for s < r <= t: a reversed cumulative product, shifted
     suffix = torch.cumprod(torch.flip(A, [-1]), dim=-1)
     weights = torch.flip(torch.cat([torch.ones_like(suffix[..., :1]), suffix[..., :-1]], dim=-1), [-1])
-    return (Bw * weights).sum(-1)
+    return (Bw * torch.nan_to_num(weights, nan=0.0, posinf=1e200)).sum(-1)
+
+
+# -----------------------------------------------------------------------------
+# the vocabulary's numbers: which digits each token holds, and GPT-2's BPE of a run of digits
+
+TABLES = ('digit_value', 'digit_len', 'is_digits', 'bpe_keys', 'bpe_ids', 'sign_ids')  # number_tables' keys
+KEY_SHIFT = 2 ** 54  # a digit string's key: its value + KEY_SHIFT * (its length + 32 if it starts with a space)
+
+
+def digit_key(value, length, space):
+    """The lookup key (int64) of a digit string: value (< 10^16) int64, length (digits) int64, space bool (...)."""
+    return value + KEY_SHIFT * (length + 32 * space.long())
+
+
+def number_tables(tokens, vocab_size):
+    """What the DAG knows of a vocabulary, from each token's text (tokens: list of str by id, at most vocab_size;
+    ids past the list hold no digits) -> a dict of tensors:
+    'digit_value' (V,) float64 and 'digit_len' (V,) long: the integer a token of digits spells and its number of
+    digits (0 for any other token); 'is_digits' (V,) bool; 'bpe_keys' (V,) int64 sorted and 'bpe_ids' (V,) long:
+    digit_key of every token of digits, or of a lone space (with the int64 maximum for the rest), and its id;
+    'sign_ids' (3,) long: the ids of '-', ' -' and '.' (-1 where the vocabulary lacks one).
+
+    Built once from the tokenizer (a character vocabulary's itos, or GPT-2's tokens decoded one by one). The ids
+    double as BPE merge ranks: in GPT-2 (tiktoken) a token's id is its rank."""
+    if len(tokens) > vocab_size:
+        raise ValueError(f"{len(tokens)} tokens do not fit vocab_size={vocab_size}")
+    value, length, key = torch.zeros(vocab_size, dtype=torch.float64), torch.zeros(vocab_size, dtype=torch.long), \
+        torch.full((vocab_size,), torch.iinfo(torch.long).max)
+    for i, text in enumerate(tokens):
+        digits = text.lstrip(' ')
+        if DIGIT_TOKEN.fullmatch(text) and len(digits) <= MAX_TOKEN_DIGITS:
+            value[i], length[i] = int(digits), len(digits)
+        if length[i] > 0 or text == ' ':
+            key[i] = digit_key(int(digits or 0), len(digits), torch.tensor(text.startswith(' ')))
+    order = torch.argsort(key)
+    sign_ids = torch.tensor([tokens.index(t) if t in tokens else -1 for t in ('-', ' -', '.')])
+    return {'digit_value': value, 'digit_len': length, 'is_digits': length > 0, 'bpe_keys': key[order],
+            'bpe_ids': order, 'sign_ids': sign_ids}
+
+
+def has_multi_digit_tokens(tokens):
+    """Whether a vocabulary (list of str) has tokens of several digits (GPT-2's "123"): then GPT+DAG needs
+    dag_write_tokens to write an answer, since the character symbols of the readout name one digit at a time."""
+    return any(DIGIT_TOKEN.fullmatch(t) and len(t.strip()) > 1 for t in tokens)
+
+
+def first_bpe_token(digits, n, space, keys, ids):
+    """The first token BPE makes of a run of digits: digits (N, L) long (0-9, the first n (N,) valid), space (N,)
+    bool (the run follows a space in the same pre-token, as GPT-2's " 12345") -> token id (N,) long (-1 for an
+    empty run). keys, ids: number_tables' 'bpe_keys' and 'bpe_ids'.
+
+    BPE as tiktoken runs it (byte_pair_merge): start from single characters and merge, one at a time, the
+    adjacent pair whose concatenation is the token of lowest rank (the leftmost on a tie) until no pair is a
+    token. Vectorised over N; at most L merges. With a character vocabulary nothing merges."""
+    N, L = digits.shape
+    P = L + 1  # slot 0 is the space, slots 1..L the digits
+    slot = torch.arange(P, device=digits.device)
+    end = (n + 1)[:, None]  # (N, 1): one past the last slot
+    first = torch.where(space, 0, 1)[:, None]
+    starts = (slot >= first) & (slot < end)  # (N, P): where a part begins
+    prefix = torch.zeros(N, P, dtype=torch.long, device=digits.device)  # prefix[:, i] = int(digits[:, :i])
+    for i in range(L):
+        prefix[:, i + 1] = prefix[:, i] * 10 + digits[:, i]
+    pow10 = torch.tensor(POW10, device=digits.device)
+
+    def part_end(starts):  # (N, P): the slot where the part starting at each slot ends (the next start, or end)
+        idx = torch.where(starts, slot, P)
+        after = torch.flip(torch.cummin(torch.flip(idx, [1]), 1).values, [1])  # min of idx[s:]
+        return torch.minimum(torch.cat([after[:, 1:], torch.full_like(after[:, :1], P)], 1), end)
+
+    def lookup(a, c):  # token id of the span of slots [a, c) (-1 if none), a, c (N, P)
+        lo = a.clamp(min=1)
+        length = (c - lo).clamp(0, MAX_TOKEN_DIGITS)
+        value = prefix.gather(1, (c - 1).clamp(0, L)) - prefix.gather(1, (lo - 1).clamp(0, L)) * pow10[length]
+        k = digit_key(value, length, (a == 0) & space[:, None])
+        pos = torch.searchsorted(keys, k).clamp(max=keys.numel() - 1)
+        return torch.where(keys[pos] == k, ids[pos], -1)
+
+    big = torch.iinfo(torch.long).max
+    for _ in range(L):
+        b = part_end(starts)  # the next part's start
+        c = torch.minimum(b.gather(1, b.clamp(max=P - 1)), end)  # and its end
+        merged = torch.where(starts & (b < end), lookup(slot.expand(N, P), c), -1)
+        rank, a = torch.where(merged >= 0, merged, big).min(1)
+        if (rank == big).all():
+            break
+        b_a = b.gather(1, a[:, None])
+        starts = starts.scatter(1, b_a.clamp(max=P - 1), starts.gather(1, b_a.clamp(max=P - 1)) & (rank == big)[:, None])
+    first_end = part_end(starts).gather(1, first)
+    token = lookup(first, first_end)[:, 0]
+    return torch.where(n > 0, token, -1)
+
+
+CANONICAL_CHARS = 20  # the longest canonical string: '-', 16 integer digits, '.', and the rest of 15 significant
+
+
+def next_tokens(values, written, tables):
+    """The token that starts the rest of each value's canonical decimal string, after written (B, T) long chars of
+    it: values (B, T, D) float64 -> ids (B, T, D, 2) long, -1 where none ('end', or the second column where
+    written > 0). Column 0 writes the rest with no space before it; column 1, for written == 0 only, with one
+    (" 15" after "= " in GPT-2, where the space joins the number's first token: "-" becomes " -").
+
+    The canonical string is render_symbol's; a run of digits is split as the tokenizer's BPE splits it
+    (first_bpe_token): "12345" is written "123" then "45", and after "123" the next token is "45"."""
+    B, T, D = values.shape
+    j = written[:, :, None, None] + torch.arange(CANONICAL_CHARS, device=values.device)  # (B, T, 1, W)
+    sym = render_symbol(values[..., None], j).flatten(0, 2)  # (N, W)
+    run = torch.cumprod((sym < 10).long(), 1).sum(1)  # digits from the first position on
+    digits = sym.clamp(max=9)
+    ids = []
+    for space in (False, True):
+        flag = torch.full_like(run, space, dtype=torch.bool)
+        digit_token = first_bpe_token(digits, run, flag, tables['bpe_keys'], tables['bpe_ids'])
+        sign = tables['sign_ids'][1 if space else 0]
+        token = torch.where(run > 0, digit_token, torch.where(sym[:, 0] == SYMBOLS.index('-'), sign, -1))
+        if not space:
+            token = torch.where(sym[:, 0] == SYMBOLS.index('.'), tables['sign_ids'][2], token)
+        ids.append(token)
+    ids = torch.stack(ids, -1).view(B, T, D, 2)
+    return torch.where((written[:, :, None, None] > 0) & (torch.arange(2, device=values.device) == 1), -1, ids)
 
 
 # -----------------------------------------------------------------------------
 # the DAG's modules, in the order data flows through them
 
-def read_numbers(y, window):
-    """Class choices y (B, T, |CLASSES|) float64, hard one-hots (values are exact only for exact ones) -> (the
-    value of the number ending at each token (B, T) float64, its length so far in tokens (B, T) float64, 0
-    outside numbers).
+def read_numbers(y, digit_value, digit_len, window):
+    """Class choices y (B, T, |CLASSES|) float64, hard one-hots (values are exact only for exact ones), and each
+    token's digits from the vocabulary (number_tables): digit_value (B, T) float64, digit_len (B, T) float64 ->
+    (the value of the number ending at each token (B, T) float64, its length so far in tokens (B, T) float64, and
+    in characters of its text (B, T) float64 (a digit, '.', ',', 'k' or '-' one each), 0 outside numbers).
 
-    An exact linear recurrence per quantity: the mantissa (digits), the minus sign, the decimal point and the
-    fractional digits after it, the 'k' suffixes; a value is sign * mantissa * 10^(3 k - fractional digits)."""
-    table = torch.tensor([M_MUL, M_ADD, KEEP], dtype=y.dtype, device=y.device)
-    m_mul, m_add, keep = (y @ table.T).unbind(-1)
-    point, k, minus = (y[..., CLASSES.index(name)] for name in ('point', 'k', 'minus'))
-    digit = y[..., DIGITS].sum(-1)
-    mantissa = linear_scan(m_mul, m_add, window)
-    negative = linear_scan(keep, minus, window).clamp(0, 1)
-    in_fraction = linear_scan(keep, point, window).clamp(0, 1)
-    frac_digits = linear_scan(keep, digit * in_fraction, window)
-    thousands = linear_scan(keep, k, window)
-    # mantissa * 1000^k / 10^frac: the integer product is exact, and one division rounds once, so "12.25" is
-    # the float64 nearest 12.25, as Python's float("12.25") (10.0 ** -2 would round twice)
+    An exact linear recurrence per quantity: the mantissa (digits: m_t = 10^len m_{t-1} + digits), the minus sign,
+    the decimal point and the fractional digits after it, the 'k' suffixes; a value is sign * mantissa *
+    10^(3 k - fractional digits). 'new_digits' and 'minus' start a number, 'digits', 'sep', 'point' and 'k'
+    continue it, 'other' ends it."""
+    c = dict(zip(CLASSES, y.unbind(-1)))
     pow10 = torch.tensor([10.0 ** i for i in range(23)], dtype=y.dtype, device=y.device)  # exact to 10^22
     scale = lambda n: pow10[n.round().long().clamp(0, 22)]  # noqa: E731
+    continues = c['digits'] + c['sep'] + c['point'] + c['k']
+    has_digits = c['digits'] + c['new_digits']
+    mantissa = linear_scan(c['digits'] * scale(digit_len) + c['sep'] + c['point'] + c['k'], has_digits * digit_value,
+                           window)
+    negative = linear_scan(continues, c['minus'], window).clamp(0, 1)
+    in_fraction = linear_scan(continues, c['point'], window).clamp(0, 1)
+    frac_digits = linear_scan(continues, has_digits * digit_len * in_fraction, window)
+    thousands = linear_scan(continues, c['k'], window)
+    # mantissa * 1000^k / 10^frac: the integer product is exact, and one division rounds once, so "12.25" is
+    # the float64 nearest 12.25, as Python's float("12.25") (10.0 ** -2 would round twice)
     value = (1 - 2 * negative) * mantissa * scale(3 * thousands) / scale(frac_digits)
-    length = linear_scan(keep, 1 - y[..., 0], window)
-    return value.clamp(-MAX_VALUE, MAX_VALUE), length
-
-
-class ValueExtractor(nn.Module):
-    """Node embeddings e (B, T, n_embd) -> the value of the number ending at each token (B, T) float64, its
-    length so far in tokens (B, T) long (0 for a token outside numbers), the class choices (B, T, |CLASSES|)
-    (straight-through one-hots: their gradient reaches the classifier through the controller's class embedding
-    and the auxiliary role loss) and their logits. Values are clamped to +-MAX_VALUE; digits older than `window`
-    tokens are lost."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.classify = nn.Linear(config.n_embd, len(CLASSES))
-        self.window = config.dag_window
-
-    def forward(self, e, cache=None):
-        """With a cache (DAGCache), e holds the new positions only; the numbers are read over them and the
-        2 (window - 1) cached class choices before them (the count of fractional digits is a windowed scan of
-        a windowed scan), exactly as over the whole sequence."""
-        logits = self.classify(e)
-        hard, soft = one_hot_argmax(logits)  # (B, T, |CLASSES|)
-        context = 2 * (self.window - 1) + e.size(1)
-        window = hard if cache is None else cache.extend_classes(hard)[:, -context:]
-        value, length = read_numbers(window.double(), self.window)  # exact: values carry no gradient, the choices do
-        T = e.size(1)
-        return value[:, -T:], length[:, -T:].long(), straight_through(hard, soft), logits
+    tokens = linear_scan(continues, 1 - c['other'], window)
+    chars = linear_scan(continues, has_digits * digit_len + c['sep'] + c['point'] + c['k'] + c['minus'], window)
+    return value.clamp(-MAX_VALUE, MAX_VALUE), tokens, chars
 
 
 NOT_A_NUMBER = -1e9  # operand logit bias of a token that ends no number: picked only before any number is seen
 FUTURE = -2e9  # operand logit bias of a future token: below NOT_A_NUMBER, so never picked
-FORCE = 1e4  # logit added to a forced choice: exp(-1e4) is 0 in float32, so its softmax is the one-hot
+FORCE = 1e4  # logit added to a forced choice (taken from a masked one): exp(-1e4) is 0 in float32
 N_CHOICES = 3  # distributions a step's straight-through features average: operand a, operand b, op
+
+
+class ValueExtractor(nn.Module):
+    """Node embeddings e (B, T, n_embd) and each token's digits from the vocabulary (digit_value (B, T) float64,
+    digit_len (B, T) long; see number_tables) -> the value of the number ending at each token (B, T) float64,
+    its length so far in tokens (B, T) long and in characters (B, T) long (0 for a token outside numbers), the
+    class choices (B, T, |CLASSES|) (straight-through one-hots: their gradient reaches the classifier through the
+    controller's class embedding and the auxiliary role loss), their logits, and the logits (B, T, 10) of a second
+    head that names a token's last digit (for the auxiliary loss only: the classes no longer say which digit a
+    token is, and without this signal the main job lost ~9 points, NOTES.md). A token of digits can only be
+    'other', 'digits' or 'new_digits', any other token none of these two (masked logits). Values are clamped to
+    +-MAX_VALUE; tokens older than `window` are lost."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.classify = nn.Linear(config.n_embd, len(CLASSES) + 10)  # the classes, then the last digit
+        self.window = config.dag_window
+        allowed = torch.tensor([[c == 'other' or c not in DIGIT_TOKEN_CLASSES for c in CLASSES],  # other tokens
+                                [c in DIGIT_TOKEN_CLASSES for c in CLASSES]])  # tokens of digits
+        self.register_buffer('mask', FORCE * allowed.float() - FORCE, persistent=False)  # (2, |CLASSES|): 0 or -FORCE
+
+    def forward(self, e, digit_value, digit_len, cache=None):
+        """With a cache (DAGCache), e holds the new positions only; the numbers are read over them and the
+        2 (window - 1) cached positions before them (the count of fractional digits is a windowed scan of
+        a windowed scan), exactly as over the whole sequence."""
+        class_logits, digit_logits = self.classify(e).split([len(CLASSES), 10], -1)
+        class_logits = class_logits + self.mask[(digit_len > 0).long()]  # (B, T, |CLASSES|)
+        hard, soft = one_hot_argmax(class_logits)
+        T = e.size(1)
+        window = (hard, digit_value, digit_len) if cache is None else cache.extend_window(hard, digit_value, digit_len)
+        context = 2 * (self.window - 1) + T
+        value, tokens, chars = read_numbers(window[0][:, -context:].double(), window[1][:, -context:].double(),
+                                            window[2][:, -context:].double(), self.window)
+        return (value[:, -T:], tokens[:, -T:].long(), chars[:, -T:].long(), straight_through(hard, soft),
+                class_logits, digit_logits)
 
 
 class DAGController(nn.Module):
     """Runs dag_depth steps at every position. Inputs, for the Tq positions being computed: token node embeddings
-    (B, Tq, n_embd), token values (B, Tq) float64, number lengths (B, Tq) long, the extractor's class choices
-    (B, Tq, |CLASSES|), operand and op contexts (B, Tq, n_embd). Tq is the whole sequence in training; in cached
-    generation (cache, a DAGCache) only the new positions, and the nodes of earlier ones come from the cache.
+    (B, Tq, n_embd), token values (B, Tq) float64, number lengths in tokens (B, Tq) long and in characters
+    (written, (B, Tq) long: the Abacus index), the extractor's class choices (B, Tq, |CLASSES|), operand and op
+    contexts (B, Tq, n_embd). Tq is the whole sequence in training; in cached generation (cache, a DAGCache) only
+    the new positions, and the nodes of earlier ones come from the cache.
     Optionally a program that forces the choices: one (a, b, op) per step, a and b indexing the nodes (token
     positions 0..T-1, then scratch nodes T, T+1, ...), op a name in OPS; forced choices must be visible from the
     position that reads them (a test and debugging aid); and with_programs, to also return every step's candidate
@@ -292,8 +446,8 @@ class DAGController(nn.Module):
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
 
-    def forward(self, node_emb, values, length, classes, operand_ctx, op_ctx, program=None, with_programs=False,
-                cache=None, with_stats=False):
+    def forward(self, node_emb, values, length, written, classes, operand_ctx, op_ctx, program=None,
+                with_programs=False, cache=None, with_stats=False):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
@@ -301,7 +455,7 @@ class DAGController(nn.Module):
         B, Tq, C = operand_ctx.shape
         bias, rank = self.operand_mask(length, Tq)
         node_values = values.detach()[:, None, :].expand(B, Tq, -1)  # (B, Tq, Tk), then + k scratch values
-        ctx = dict(token_keys=token_keys, scratch_keys=[], bias=bias, rank=rank, length=length[:, -Tq:],
+        ctx = dict(token_keys=token_keys, scratch_keys=[], bias=bias, rank=rank, written=written,
                    operand_ctx=operand_ctx, op_ctx=op_ctx, program=program, with_programs=with_programs)
         steps = []
         for k in range(self.depth):
@@ -337,7 +491,7 @@ class DAGController(nn.Module):
         rank = seen[:, -Tq:, None] - seen[:, None, :] + (~is_self).long()
         return bias, rank.clamp(0, MAX_RANK - 1)
 
-    def step(self, k, node_values, token_keys, scratch_keys, bias, rank, length, operand_ctx, op_ctx, program,
+    def step(self, k, node_values, token_keys, scratch_keys, bias, rank, written, operand_ctx, op_ctx, program,
              with_programs):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
         them exactly, and make the new node. node_values (B, Tq, Tk + k) float64. Returns a dict of the step's
@@ -357,7 +511,7 @@ class DAGController(nn.Module):
         op_hard = self.explore(op_logits).argmax(-1)  # (B, Tq)
         results = self.candidate_results(v_a, v_b, op_hard)  # (B, Tq, 9 + 2K)
         value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, Tq) float64, exact
-        mixed, symbol = self.features(results, torch.cat([p_op, p_a, p_b], dim=-1), op_hard, value, length)
+        mixed, symbol = self.features(results, torch.cat([p_op, p_a, p_b], dim=-1), op_hard, value, written)
         step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op), 'symbol': symbol,
                 'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': (full_a, full_b)}
         if with_programs:  # every op on every pair of candidate operands, and the probability of each
@@ -409,18 +563,18 @@ class DAGController(nn.Module):
                           pick(dag_ops(v_a, v_b[..., :1])), pick(dag_ops(v_a[..., :1], v_b))], dim=-1)
 
     @staticmethod
-    def features(results, weights, op_hard, value, length):
+    def features(results, weights, op_hard, value, written):
         """The readout features of the step's value (B, Tq, N_VALUE_FEATURES + |SYMBOLS|) and the SYMBOLS index it
         renders at the current number position (B, Tq). Forward: the chosen result's features (value features,
         after xVal, Golkar et al. 2023, and FoNE, Zhou et al. 2025; the one-hot symbol at an Abacus-style index,
         McLeish et al. 2024); backward: the gradient of the expected features of the candidates (results
         (B, Tq, 9 + 2K) weighted by the op and operand probabilities, weights (B, Tq, 9 + 2K), each of the
         N_CHOICES groups summing to 1). With gradients off, only the chosen result's features are computed."""
-        symbol = render_symbol(value, length)
+        symbol = render_symbol(value, written)
         hard = torch.cat([value_features(value), F.one_hot(symbol, len(SYMBOLS)).float()], dim=-1)
         if not torch.is_grad_enabled():
             return hard, symbol
-        feats = torch.cat([value_features(results), F.one_hot(render_symbol(results, length[..., None]),
+        feats = torch.cat([value_features(results), F.one_hot(render_symbol(results, written[..., None]),
                                                               len(SYMBOLS)).float()], dim=-1)
         soft = (weights[..., None] * feats).sum(2) / N_CHOICES
         return straight_through(hard, soft), symbol
@@ -445,7 +599,7 @@ class DAGController(nn.Module):
 class DAGCache:
     """What cached generation keeps of earlier positions (GPT+DAG's counterpart of model.KVCache): the trunk's
     KVCache, one KVCache per Block of the DAG, and per token the extractor's class choices (B, T, |CLASSES|)
-    float32 (the number-reading window) and the controller's token nodes: keys (B, T, n_embd), values (B, T)
+    float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's token nodes: keys (B, T, n_embd), values (B, T)
     float64 and number lengths (B, T) long. Position t depends only on tokens <= t, so a new token needs these
     and nothing is re-run. DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
     BLOCKS = ('node_embed', 'operand_context', 'op_context', 'readout')
@@ -455,12 +609,12 @@ class DAGCache:
         cfg, w = model.config, model.lm_head.weight
         self.blocks = {name: KVCache(1, batch_size, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
                        for name in self.BLOCKS}
-        self.classes = self.keys = self.values = self.length = None
+        self.window = self.keys = self.values = self.length = None
 
-    def extend_classes(self, classes):
-        """Append the new positions' class choices; return every position's (B, T, |CLASSES|)."""
-        self.classes = classes if self.classes is None else torch.cat([self.classes, classes], 1)
-        return self.classes
+    def extend_window(self, *tensors):
+        """Append the new positions' class choices and digits; return every position's (each (B, T, ...))."""
+        self.window = tensors if self.window is None else tuple(torch.cat(p, 1) for p in zip(self.window, tensors))
+        return self.window
 
     def extend_nodes(self, keys, values, length):
         """Append the new positions' token nodes; return every position's keys, values and lengths."""
@@ -502,6 +656,13 @@ class DAGReadout(nn.Module):
         return run_block(self.block, x.mean(2), cache, 'readout')
 
 
+def labelled_cross_entropy(logits, targets):
+    """Mean cross-entropy of logits (B, T, K) against targets (B, T) long over the labelled positions (targets
+    >= 0); 0, not NaN, when none is labelled."""
+    nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-1, reduction='sum')
+    return nll / (targets >= 0).sum().clamp(min=1)
+
+
 def computes(results, target):
     """Whether float64 results equal target (broadcastable): bitwise, or within 1e-12 relative for what float64
     cannot do exactly (0.1 + 0.2, log(1000) / log(10)); NaN targets never match. Both render the same digits."""
@@ -532,13 +693,16 @@ def program_loss(programs, steps):
 class DAGGPT(GPT):
     """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None, steps=None) -> (logits, loss)
     as GPT's; the optional labels roles (B, T) and steps (B, T, S) (see `dag`; data/numeric writes them) add
-    dag_value_loss * the auxiliary loss that teaches the extractor and the DAG's choices."""
+    dag_value_loss * the auxiliary loss that teaches the extractor and the DAG's choices. tokens: the text of
+    each token id, for set_vocabulary (without it, or a later set_vocabulary, no token holds digits)."""
     config_class = DAGGPTConfig
 
-    def __init__(self, config):
+    def __init__(self, config, tokens=None):
         if config.dag_depth < 1:
             raise ValueError(f"DAGGPT needs dag_depth >= 1, got {config.dag_depth}; use GPT for dag_depth=0")
         super().__init__(config)
+        for name, table in number_tables([], config.vocab_size).items():  # set_vocabulary fills them (TABLES)
+            self.register_buffer(name, table)
         self.node_embed = Block(config)
         self.value_extractor = ValueExtractor(config)
         self.operand_context = Block(config)
@@ -546,18 +710,33 @@ class DAGGPT(GPT):
         self.controller = DAGController(config)
         self.readout = DAGReadout(config)
         self.gate = nn.Linear(config.n_embd, 1)
-        for module in (self.node_embed, self.value_extractor, self.operand_context, self.op_context,
-                       self.controller, self.readout, self.gate):
+        modules = [self.node_embed, self.value_extractor, self.operand_context, self.op_context, self.controller,
+                   self.readout, self.gate]
+        if config.dag_write_tokens:  # a logit bias for each step's next token, with and without a space
+            self.token_write = nn.Linear(config.n_embd, 2 * config.dag_depth)
+            modules.append(self.token_write)
+        for module in modules:
             module.apply(self._init_weights)
+        if tokens is not None:
+            self.set_vocabulary(tokens)
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
         print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
 
-    def dag(self, h, roles=None, steps=None, program=None, cache=None, with_stats=False):
-        """Hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG read and did (a dict), the
+    def set_vocabulary(self, tokens):
+        """Tell the DAG which digits each token holds: tokens, the text of each token id (list of str, at most
+        vocab_size; a character vocabulary's itos, or GPT-2's tokens). Kept as buffers, so a checkpoint keeps
+        them; until this is called no token is a number. Raises ValueError for more tokens than vocab_size."""
+        for name, table in number_tables(list(tokens), self.config.vocab_size).items():
+            getattr(self, name).copy_(table)
+
+    def dag(self, idx, h, roles=None, steps=None, program=None, cache=None, with_stats=False):
+        """Tokens idx (B, T) long and their hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG read and did (a dict), the
         auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the training dtype.
 
         The dict holds the controller's outputs ('values' (B, T, dag_depth) float64, 'feats', 'choices',
-        'symbols', see DAGController) and the extractor's: 'token_values' (B, T) float64, 'length' (B, T) long.
+        'symbols', see DAGController), the extractor's: 'token_values' (B, T) float64, 'length' (B, T) long (in
+        tokens), 'written' (B, T) long (in characters), and with dag_write_tokens 'next_tokens' (B, T, D, 2) long
+        (next_tokens: what each step's value writes next, -1 where nothing).
         program forces the DAG's choices (see DAGController); with a cache (DAGCache), h holds the new positions
         only and the DAG's view of the earlier ones comes from the cache. The auxiliary loss, when labels are given:
         roles (B, T) long, the CLASSES index of each token (-1 where unknown): cross-entropy that teaches the value
@@ -567,16 +746,21 @@ class DAGGPT(GPT):
         e = run_block(self.node_embed, h, cache, 'node_embed')
         with torch.autocast(device_type=h.device.type, enabled=False):
             e = e.float()
-            token_values, length, classes, class_logits = self.value_extractor(e, cache)
+            token_values, length, written, classes, class_logits, digit_logits = self.value_extractor(
+                e, self.digit_value[idx], self.digit_len[idx], cache)
             operand_ctx = run_block(self.operand_context, e, cache, 'operand_context')
             op_ctx = run_block(self.op_context, e, cache, 'op_context')
-            out = self.controller(e, token_values, length, classes, operand_ctx, op_ctx, program,
+            out = self.controller(e, token_values, length, written, classes, operand_ctx, op_ctx, program,
                                   with_programs=steps is not None, cache=cache, with_stats=with_stats)
             dag_sem = self.readout(out['feats'], out['emb'], cache)
-        out.update(token_values=token_values, length=length)
+        out.update(token_values=token_values, length=length, written=written)
+        if self.config.dag_write_tokens:
+            with torch.no_grad():
+                out['next_tokens'] = next_tokens(out['values'], written, {n: getattr(self, n) for n in TABLES})
         losses = []
-        if roles is not None:
-            losses.append(F.cross_entropy(class_logits.float().view(-1, len(CLASSES)), roles.view(-1), ignore_index=-1))
+        if roles is not None:  # what each token is, and for a token of digits also its last digit
+            digit = torch.where((roles >= 0) & self.is_digits[idx], (self.digit_value[idx] % 10).long(), -1)
+            losses += [labelled_cross_entropy(class_logits, roles), labelled_cross_entropy(digit_logits, digit)]
         if steps is not None:
             losses.append(program_loss(out.pop('programs'), steps))
         return dag_sem, out, sum(losses) if losses else None
@@ -589,17 +773,22 @@ class DAGGPT(GPT):
         each op's share of the DAG's choices."""
         h = self.hidden_states(idx, kv_cache.trunk if kv_cache is not None else None)
         with_stats = stats is not None and torch.is_grad_enabled()  # the DAG's diagnostics are of training steps
-        dag_sem, out, value_loss = self.dag(h, roles, steps, cache=kv_cache, with_stats=with_stats)
+        dag_sem, out, value_loss = self.dag(idx, h, roles, steps, cache=kv_cache, with_stats=with_stats)
         gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
         x = h + (gate * dag_sem).to(h.dtype)
+        if targets is None:  # generation: the logits of the last position only
+            h, x = h[:, [-1]], x[:, [-1]]
+            if 'next_tokens' in out:
+                out['next_tokens'] = out['next_tokens'][:, [-1]]
+        logits = self.lm_head(x)
+        if self.config.dag_write_tokens:
+            logits = self.write_tokens(logits, h, out['next_tokens'])
         if targets is not None:
-            logits = self.lm_head(x)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
             lm_loss = loss
             if value_loss is not None:
                 loss = loss + self.config.dag_value_loss * value_loss.float()
         else:
-            logits = self.lm_head(x[:, [-1], :])
             loss = lm_loss = None
         if stats is not None:
             stats.update(gate=gate.detach().mean())
@@ -612,6 +801,15 @@ class DAGGPT(GPT):
                 stats.update(operand_entropy=dag_stats['operand_entropy'], max_abs_value=dag_stats['max_abs_value'],
                              **{f'op_{name}': u for name, u in zip(OPS, dag_stats['op_usage'].unbind())})
         return logits, loss
+
+    def write_tokens(self, logits, h, ids):
+        """logits (B, T, V) plus a learned bias (from h (B, T, n_embd)) on each DAG step's next token: ids (B, T,
+        dag_depth, 2) long from next_tokens (-1: none). How GPT+DAG writes an answer in BPE tokens: the DAG's value
+        names the exact token that continues its canonical text as the tokenizer chunks it ("123" then "45"), and
+        the language model learns, per position, how far to trust each step. (A symbol the readout embeds, as the
+        character path has, would need one input per vocabulary token: the logit path needs none.)"""
+        bias = self.token_write(h).float().view(ids.shape) * (ids >= 0)
+        return logits.scatter_add(-1, ids.clamp(min=0).flatten(2), bias.flatten(2).to(logits.dtype))
 
     def new_kv_cache(self, batch_size, max_len):
         """An empty DAGCache: GPT.generate then runs each new token once, through the trunk and the DAG."""
@@ -629,7 +827,7 @@ class DAGGPT(GPT):
         was_training = self.training
         self.eval()
         h = self.hidden_states(idx)
-        _, out, _ = self.dag(h)
+        _, out, _ = self.dag(idx, h)
         self.train(was_training)
         gate = torch.sigmoid(self.gate(h).float())[0, :, 0].tolist()
         tokens = [decode([i]) for i in idx[0].tolist()]

@@ -73,7 +73,7 @@ def load_problems(path, split='', max_problems=0):
 
 
 @torch.no_grad()
-def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu', progress=False):
+def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu', progress=False, bpe=False):
     """The model's answer (str) to each problem, in the order of problems, by greedy decoding.
 
     model: any nn.Module whose forward(idx (B, T)) returns (logits (B, T or 1, vocab_size), _), already on device;
@@ -82,8 +82,14 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
     decoded together, batch_size at a time, for (longest answer in the batch + 2)
     tokens; an answer is the generated text up to its first "\n". A row that never emits "\n" returns all its
     generated text, which is longer than the expected answer and so never an exact match. progress: a tqdm
-    bar (problems answered) on stderr. A model with a KV cache (new_kv_cache) decodes with it."""
-    prompts = [encode('\n' + p['prompt']) for p in problems]  # in the corpus every problem follows a newline
+    bar (problems answered) on stderr. A model with a KV cache (new_kv_cache) decodes with it.
+
+    bpe: the codec is GPT-2's, where the space before an answer is part of the answer's first token ("= 15" is
+    " =", " 15"): a prompt's trailing spaces are cut from it and must start the generated text, and the answer
+    is what follows them (a prompt ending in a lone " " token would read as no training text does)."""
+    texts = ['\n' + p['prompt'] for p in problems]  # in the corpus every problem follows a newline
+    cut = [t[len(t.rstrip(' ')):] if bpe else '' for t in texts]  # the spaces the answer's first token holds
+    prompts = [encode(t[:len(t) - len(c)]) for t, c in zip(texts, cut)]
     newline = encode('\n')[0]  # an answer ends there: a batch stops once every row has written it
     by_length = {}
     for i, ids in enumerate(prompts):
@@ -102,7 +108,8 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
                 generated = greedy_decode(model, idx, max_new_tokens, stop_token=newline,
                                           use_cache=hasattr(model, "new_kv_cache"))[:, length:].tolist()
                 for i, ids in zip(batch, generated):
-                    answers[i] = decode(ids).split('\n', 1)[0]
+                    text = decode(ids).split('\n', 1)[0]
+                    answers[i] = text[len(cut[i]):] if text.startswith(cut[i]) else text
                 bar.update(len(batch))
     finally:
         bar.close()
@@ -213,6 +220,7 @@ if __name__ == '__main__':
     batch_size = 256  # problems decoded together (within one prompt length)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'  # 'cpu', 'cuda', 'cuda:0', ...
     show_errors = 5  # print this many wrong answers (prompt, expected, got)
+    tiktoken_file = ''  # a GPT-2 BPE checkpoint with no network: a local gpt2.tiktoken ranks file
     seed = 1337
     # -----------------------------------------------------------------------------
     configure(globals())
@@ -238,14 +246,15 @@ if __name__ == '__main__':
     meta_path = os.path.join(data_dir or os.path.dirname(problems), 'meta.pkl')
     try:
         held_out = load_problems(problems, split, max_problems) if suite == 'heldout' else length_problems()
-        encode, decode = load_codec(meta_path)
+        encode, decode = load_codec(meta_path, tiktoken_file)
         for p in held_out:  # a character outside the vocabulary is named here, not deep in the decoding loop
             encode(p['prompt'] + p['answer'])
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         sys.exit(f"eval_numeric.py: {e}")
 
     t0 = time.time()
-    answers = answer_problems(model, encode, decode, held_out, batch_size, device, progress=True)
+    answers = answer_problems(model, encode, decode, held_out, batch_size, device, progress=True,
+                              bpe=not os.path.exists(meta_path))
     dt = time.time() - t0
     result = score(held_out, answers)
     result.update(checkpoint=ckpt_path, iter_num=checkpoint.get('iter_num'), n_params=model.get_num_params(),

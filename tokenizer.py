@@ -95,6 +95,20 @@ def load_codec(meta_path=None, tiktoken_file=None):
     return (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode
 
 
+def token_texts(meta_path=None, tiktoken_file=None):
+    """The text of every token id (list of str): a dataset's character vocabulary (itos of its meta.pkl) when
+    meta_path exists, else GPT-2's 50257 tokens, each decoded alone (a byte that is part of a longer UTF-8 character
+    becomes U+FFFD). What GPT+DAG's value extractor reads digits from (dag_model.number_tables). Raises as
+    load_codec."""
+    if meta_path and os.path.exists(meta_path):
+        itos = load_meta(meta_path).get('itos')
+        if not isinstance(itos, dict):
+            raise ValueError(f"{meta_path} has no character vocabulary ('itos' dict)")
+        return [itos.get(i, '') for i in range(max(itos) + 1)]
+    enc = gpt2_encoding(tiktoken_file)
+    return [enc.decode_single_token_bytes(i).decode('utf-8', errors='replace') for i in range(enc.n_vocab)]
+
+
 def read_text(input_path, url, cache_path):
     """The text of input_path when given; else of cache_path, downloading url there first if it is missing.
 

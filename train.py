@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import build_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files, save_checkpoint
 from configurator import check_device, configure
-from tokenizer import dataset_dir, load_meta
+from tokenizer import dataset_dir, load_meta, token_texts
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M); see config/ for small CPU runs
@@ -55,6 +55,7 @@ wandb_run_name = 'gpt2'  # 'run' + str(time.time())
 wandb_run_id = ''  # '' = a new id (or the checkpoint's on resume); runpod_service.py sets it to print the link
 # data
 dataset = 'shakespeare_char'  # reads data/<dataset>/train.bin, val.bin (and meta.pkl for vocab_size)
+tiktoken_file = ''  # GPT+DAG on a GPT-2 BPE dataset: a local gpt2.tiktoken ranks file, to read the tokens offline
 gradient_accumulation_steps = 5 * 8  # used to simulate larger batch sizes
 batch_size = 12  # if gradient_accumulation_steps > 1, this is the micro-batch size
 block_size = 1024
@@ -235,6 +236,14 @@ if os.path.exists(meta_path):
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
                   vocab_size=None, dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss,
                   **(dict(dag_topk=dag_topk, dag_window=dag_window) if dag_depth > 0 else {}))
+tokens = None  # GPT+DAG reads the digits of each token from its text (dag_model.number_tables)
+if dag_depth > 0 and init_from != 'resume':
+    try:
+        tokens = token_texts(meta_path, tiktoken_file)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        sys.exit(f"train.py: {e}")
+    from dag_model import has_multi_digit_tokens
+    model_args['dag_write_tokens'] = has_multi_digit_tokens(tokens)  # BPE: answers are written in digit tokens
 if init_from == 'scratch':
     print("Initializing a new model from scratch")
     if meta_vocab_size is None:
@@ -277,7 +286,7 @@ else:  # gpt2*, or a local directory saved by transformers
         from model import GPT as model_cls
     override_args = dict(dropout=dropout) if dag_depth == 0 else \
         dict(dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss, dag_topk=dag_topk,
-             dag_window=dag_window)
+             dag_window=dag_window, dag_write_tokens=model_args['dag_write_tokens'])
     try:
         model = model_cls.from_pretrained(init_from, override_args)
     except (ValueError, OSError) as e:
@@ -285,6 +294,8 @@ else:  # gpt2*, or a local directory saved by transformers
     # read off the created config params, so we can store them into checkpoint correctly
     model_args = {'dag_depth': 0, **vars(model.config)}
 model_args = {**model_args, **vars(model.config)}  # every field of the model's config, e.g. DAGGPTConfig's
+if tokens is not None:
+    model.set_vocabulary(tokens)
 # crop down the model block size if desired, using model surgery
 if block_size < model.config.block_size:
     model.crop_block_size(block_size)

@@ -4,17 +4,20 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGGPTConfig, dag_ops, linear_scan, read_numbers,
-                       render_symbol, value_features)
+from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGGPTConfig, dag_ops, linear_scan,
+                       read_numbers, render_symbol, value_features)
 
 D = torch.float64
 
 
-def tiny_dag(depth=4, seed=0, **kw):
+TINY_VOCAB = list('0123456789.,k-+= \n?')  # tiny_dag's 20 tokens: random ids hold numbers
+
+
+def tiny_dag(depth=4, seed=0, tokens=TINY_VOCAB, **kw):
     torch.manual_seed(seed)
     cfg = dict(block_size=32, vocab_size=20, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=False, dag_depth=depth)
     cfg.update(kw)
-    return DAGGPT(DAGGPTConfig(**cfg))
+    return DAGGPT(DAGGPTConfig(**cfg), tokens)
 
 
 def op(name, a, b):
@@ -54,11 +57,13 @@ def test_ops_saturate_instead_of_nan_or_inf():
 def test_read_numbers_from_class_choices():
     # what the extractor says each character is -> the value of the number ending there
     def roles(text):
-        names = {**{d: d for d in '0123456789'}, ',': 'sep', '.': 'point', 'k': 'k', '-': 'minus'}
+        names = {**{d: 'digits' for d in '0123456789'}, ',': 'sep', '.': 'point', 'k': 'k', '-': 'minus'}
         return [CLASSES.index(names.get(c, 'other')) for c in text]
     text = 'x 12,345 y -2.5k z 0.07 -7 1234567890123'
     y = F.one_hot(torch.tensor([roles(text)]), len(CLASSES)).to(D)
-    value, length = read_numbers(y, window=24)
+    digits = torch.tensor([[float(c) if c.isdigit() else 0.0 for c in text]], dtype=D)
+    value, length, chars = read_numbers(y, digits, torch.tensor([[float(c.isdigit()) for c in text]], dtype=D), 24)
+    assert (chars == length).all()  # one character a token
     at = lambda s: text.index(s) + len(s) - 1  # noqa: E731
     assert value[0, at('12,345')] == 12345 and value[0, at('-2.5k')] == -2500
     assert value[0, at('0.07')] == 0.07 and value[0, at('-7')] == -7
@@ -109,7 +114,7 @@ def test_forced_program_executes_exactly():
     classes = torch.zeros(2, T, len(CLASSES))
     length = torch.ones(2, T, dtype=torch.long)
     program = [(0, 1, 'add'), (T + 0, 2, 'multiply'), (T + 1, 0, 'identity')]
-    out = model.controller(e, values, length, classes, e, e, program)
+    out = model.controller(e, values, length, length, classes, e, e, program)
     dag_values, feats = out['values'], out['feats']
     assert dag_values.shape == (2, T, 3) and dag_values.dtype == D
     assert dag_values[0, -1].tolist() == [7.0, 35.0, 35.0]
@@ -121,7 +126,7 @@ def test_forced_program_executes_exactly():
 def test_one_node_per_step(depth):
     model = tiny_dag(depth=depth)
     idx = torch.randint(0, 20, (2, 9))
-    _, out, _ = model.dag(model.hidden_states(idx))
+    _, out, _ = model.dag(idx, model.hidden_states(idx))
     assert out['values'].shape == (2, 9, depth) and out['choices'].shape == (2, 9, depth, 3)
 
 
@@ -143,7 +148,7 @@ def test_labels_add_the_auxiliary_loss():
     _, with_roles = model(idx, idx, roles=roles)
     assert with_roles > lm_only
     # step values that the DAG's own programs compute, right-aligned in 8 columns: their probability is raised
-    _, out, _ = model.dag(model.hidden_states(idx))
+    _, out, _ = model.dag(idx, model.hidden_states(idx))
     steps = torch.full((2, 8, 8), float('nan'), dtype=D)
     steps[:, 5:, -2:] = out['values'][:, 5:, -2:]
     _, with_both = model(idx, idx, roles=roles, steps=steps)
@@ -190,7 +195,7 @@ def test_no_nan_or_inf_anywhere(seed):
     e = torch.randn(B, T, 16, generator=g, requires_grad=True)
     classes = F.one_hot(torch.randint(0, len(CLASSES), (B, T), generator=g), len(CLASSES)).float()
     length = torch.randint(0, 5, (B, T), generator=g)
-    out = model.controller(e, values, length, classes, e * 2, e * 3)
+    out = model.controller(e, values, length, length, classes, e * 2, e * 3)
     dag_values, feats = out['values'], out['feats']
     assert torch.isfinite(dag_values).all() and torch.isfinite(feats).all()
     feats.sum().backward()
@@ -265,14 +270,14 @@ def test_from_pretrained_loads_gpt_part(tmp_path):
 # hard + soft - soft.detach() made such a model read 6 + 9 as 14.9999999.
 
 VOCAB = '\n 0123456789,.k-+*/=()?abcdefghijklmnopqrstuvwxyzW'
-ROLE_OF = {**{d: CLASSES.index(d) for d in '0123456789'}, ',': CLASSES.index('sep'), '.': CLASSES.index('point'),
+ROLE_OF = {**{d: CLASSES.index('digits') for d in '0123456789'}, ',': CLASSES.index('sep'), '.': CLASSES.index('point'),
            'k': CLASSES.index('k'), '-': CLASSES.index('minus')}
 
 
 def wired_dag(depth=2, **kw):
     """A DAGGPT (n_embd 16) whose hidden state at each token is the layer norm of the one-hot of its role (plus
     a little noise)."""
-    model = tiny_dag(depth=depth, vocab_size=len(VOCAB), block_size=128, **kw)
+    model = tiny_dag(depth=depth, vocab_size=len(VOCAB), block_size=128, tokens=list(VOCAB), **kw)
     with torch.no_grad():
         for block in list(model.transformer.h) + [model.node_embed]:  # residual branches off: blocks pass x on
             block.attn.c_proj.weight.zero_()
@@ -281,7 +286,8 @@ def wired_dag(depth=2, **kw):
         model.transformer.wpe.weight.copy_(0.1 * torch.randn(model.config.block_size, 16,
                                                             generator=torch.Generator().manual_seed(0)))
         model.transformer.wte.weight.copy_(torch.eye(16)[[ROLE_OF.get(c, 0) for c in VOCAB]])
-        model.value_extractor.classify.weight.copy_(torch.eye(16)[:len(CLASSES)])
+        model.value_extractor.classify.weight.zero_()
+        model.value_extractor.classify.weight[:len(CLASSES)] = torch.eye(16)[:len(CLASSES)]
         model.value_extractor.classify.bias.zero_()
     return model
 
@@ -294,7 +300,7 @@ def read_tokens(model, text, dtype=None):
     """What model.dag reads from text: (values (T,) float64, DAG output dict), optionally under CPU autocast."""
     idx = encode(text)
     with torch.autocast('cpu', dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        _, out, _ = model.dag(model.hidden_states(idx))
+        _, out, _ = model.dag(idx, model.hidden_states(idx))
     return out['token_values'][0], out
 
 
@@ -370,7 +376,7 @@ def test_forced_programs_render_the_exact_answer(mode, prompt, program, answer):
     at = lambda s: prompt.index(s) + len(s) - 1 if isinstance(s, str) else T + s  # noqa: E731
     forced = [(at(a), at(b), op) for a, b, op in program]
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=mode == 'bf16'):
-        _, out, _ = model.dag(model.hidden_states(encode(text)), program=forced)
+        _, out, _ = model.dag(encode(text), model.hidden_states(encode(text)), program=forced)
     first = len(prompt) - 1  # the prompt's last char: the DAG holds the answer from here to the answer's last
     for t in range(first, T - 1):
         assert out['values'][0, t, -1].item() == float(answer)
@@ -381,23 +387,24 @@ def test_forced_programs_render_the_exact_answer(mode, prompt, program, answer):
 def test_explain_reads_the_numbers_and_describes_every_step():
     """DAGGPT.explain on a model whose extractor reads digits exactly: the numbers' text and values, and each
     step's operands as those numbers (or earlier steps), with results equal to the DAG's own values."""
-    model = tiny_dag(depth=3)
     vocab = '0123456789+= \n'
+    model = tiny_dag(depth=3, tokens=list(vocab))
     with torch.no_grad():  # the digits' embeddings are their classes' one-hots; nothing else reaches the extractor
         for block in list(model.transformer.h) + [model.node_embed]:
             block.attn.c_proj.weight.zero_()
             block.mlp.c_proj.weight.zero_()
         model.transformer.wpe.weight.zero_()
-        roles = [CLASSES.index(c) if c.isdigit() else 0 for c in vocab] + [0] * (20 - len(vocab))
+        roles = [CLASSES.index('digits') if c.isdigit() else 0 for c in vocab] + [0] * (20 - len(vocab))
         model.transformer.wte.weight.copy_(torch.eye(16)[roles] * 5)
-        model.value_extractor.classify.weight.copy_(torch.eye(16)[:len(CLASSES)])
+        model.value_extractor.classify.weight.zero_()
+        model.value_extractor.classify.weight[:len(CLASSES)] = torch.eye(16)[:len(CLASSES)]
         model.value_extractor.classify.bias.zero_()
     idx = torch.tensor([[vocab.index(c) for c in '12+345=']])
     rows = model.explain(idx, lambda ids: ''.join(vocab[i] for i in ids))
     assert [r['token'] for r in rows] == list('12+345=') and len(rows[-1]['steps']) == 3
     assert rows[-1]['numbers'] == [('12', 12.0), ('345', 345.0)]
     assert rows[3]['numbers'] == [('12', 12.0), ('3', 3.0)]  # the number being read is visible as it stands
-    _, out, _ = model.eval().dag(model.hidden_states(idx))  # explain runs in eval mode (no exploration noise)
+    _, out, _ = model.eval().dag(idx, model.hidden_states(idx))  # explain runs in eval mode (no exploration noise)
     for t, row in enumerate(rows):
         assert [v for *_, v in row['steps']] == [format(v, '.15g') for v in out['values'][0, t].tolist()]
         operands = {'1', '12', '3', '34', '345', 'step 1', 'step 2'}  # numbers as read so far, or earlier steps

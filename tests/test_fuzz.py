@@ -23,7 +23,7 @@ from dag_model import CLASSES, MAX_VALUE, OPS, DAGGPT, DAGGPTConfig
 from data.numeric.prepare import ALPHABET, encode
 
 BLOCK = 48
-ROLE_OF = {**{d: CLASSES.index(d) for d in '0123456789'}, ',': CLASSES.index('sep'), '.': CLASSES.index('point'),
+ROLE_OF = {**{d: CLASSES.index('digits') for d in '0123456789'}, ',': CLASSES.index('sep'), '.': CLASSES.index('point'),
            'k': CLASSES.index('k'), '-': CLASSES.index('minus')}
 EXTREME = ['999999999999999999999 * 99999999999 = ', '0.000000001 / 0 = ', '-0 ^ -999 = ', '1e308 * 1e308 = ',
            '0 / 0 = ', '-999999999999999 ^ 999999999999999 = ', 'log(0) = ', 'log_0(-5) = ', 'log_-1(0.0) = ',
@@ -44,7 +44,8 @@ def wire(model):
             block.mlp.c_proj.weight.zero_()
         model.transformer.wpe.weight.mul_(0.1)
         model.transformer.wte.weight.copy_(torch.eye(C)[[ROLE_OF.get(c, 0) for c in ALPHABET]])
-        model.value_extractor.classify.weight.copy_(torch.eye(C)[:len(CLASSES)])
+        model.value_extractor.classify.weight.zero_()
+        model.value_extractor.classify.weight[:len(CLASSES)] = torch.eye(C)[:len(CLASSES)]
         model.value_extractor.classify.bias.zero_()
 
 
@@ -67,7 +68,8 @@ def build(seed, wired=False, scale=1.0):
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model = DAGGPT(DAGGPTConfig(block_size=BLOCK, vocab_size=len(ALPHABET), n_layer=1, n_head=2, n_embd=32,
-                                dropout=rng.choice([0.0, 0.1]), bias=rng.random() < 0.5, dag_depth=rng.randint(1, 8)))
+                                dropout=rng.choice([0.0, 0.1]), bias=rng.random() < 0.5, dag_depth=rng.randint(1, 8)),
+                   list(ALPHABET))
     if wired:
         wire(model)
     with torch.no_grad():
@@ -125,10 +127,10 @@ def test_forward_backward_finite(seed):
     x, y = batch(rng)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
         with torch.no_grad():
-            _, out, _ = model.dag(model.hidden_states(x))
+            _, out, _ = model.dag(x, model.hidden_states(x))
         roles, steps = labels(rng, x, out['token_values']) if rng.random() < 0.75 else (None, None)
         with torch.no_grad():
-            _, out, aux = model.dag(model.hidden_states(x), roles, steps)
+            _, out, aux = model.dag(x, model.hidden_states(x), roles, steps)
         assert_dag_finite(out, aux)
         logits, loss = model(x, y, roles=roles, steps=steps)
     assert torch.isfinite(logits).all() and torch.isfinite(loss)
@@ -152,7 +154,7 @@ def test_forced_programs_finite(seed):
     program = [(rng.choice(ends + [BLOCK + j for j in range(k)]), rng.choice(ends + [BLOCK + j for j in range(k)]),
                 rng.choice(ops)) for k in range(model.config.dag_depth)]
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=seed >= 2), torch.no_grad():
-        _, out, _ = model.dag(model.hidden_states(x), program=program)
+        _, out, _ = model.dag(x, model.hidden_states(x), program=program)
     read = min(MAX_VALUE, float(a.replace(',', '').replace('k', 'e3')))  # past 15 digits, only to ~1e-16 relative
     assert out['token_values'][0, ends[0]].item() == pytest.approx(read, rel=1e-12)  # the wiring reads the text
     assert_dag_finite(out, None)

@@ -337,7 +337,7 @@ def test_splits_balance_and_disjoint_prompts(corpus):
     for split in ("train", "val"):
         lines = corpus["texts"][split].splitlines()
         assert summary[split]["max_chars"] == max(len(line) + 1 for line in lines)
-        assert summary[split]["problems"] == len(lines) and summary[split]["chars"] == len(corpus["texts"][split])
+        assert summary[split]["problems"] == len(lines) and summary[split]["tokens"] == len(corpus["texts"][split])
     for split in ("test", "extrap", "phrasing"):
         longest = max(len(p["prompt"]) + len(p["answer"]) + 1 for p in problems if p["split"] == split)
         assert summary[split]["max_chars"] == longest
@@ -391,7 +391,7 @@ def test_chains_reach_max_ops(corpus):
 def test_roles_agree_with_parse_number(corpus):
     """The role of each char, re-derived here: every run of non-'other' roles is one number whose chars' roles
     re-parse to its value, and the runs are exactly the numbers an independent reading of the text finds."""
-    char_of = {"sep": ",", "point": ".", "minus": "-"}  # the char each role stands for (digits and 'k' are their name)
+    char_of = {"sep": ",", "point": ".", "minus": "-"}  # the char each role stands for ('k' is its name)
     for split in ("train", "val"):
         text, roles = corpus["texts"][split], corpus["labels"][split]["roles"]
         assert roles.dtype == np.uint8 and len(roles) == len(text)
@@ -403,8 +403,14 @@ def test_roles_agree_with_parse_number(corpus):
         assert runs == [(start, trailing(end)) for start, end, _ in numbers]
         assert any(end != trailing(end) for _, end, _ in numbers)  # the corpus has such text ("max(3, 4)")
         for (start, end), (_, number_end, value) in zip(runs, numbers):
-            chars = "".join(char_of.get(prep.CLASSES[r], prep.CLASSES[r]) for r in roles[start:end])
+            names = [prep.CLASSES[r] for r in roles[start:end]]
+            chars = "".join(c if name in ("digits", "new_digits") else char_of.get(name, name)
+                            for c, name in zip(text[start:end], names))
             assert chars == text[start:end] and prep.parse_number(chars[:number_end - start]) == value
+            assert all(c.isdigit() for c, name in zip(text[start:end], names) if name in ("digits", "new_digits"))
+            # a number starts with its sign ('minus') or its first digit: 'new_digits' right after another number
+            follows = start > 0 and roles[start - 1] != 0
+            assert names[0] in ("minus", "new_digits" if follows else "digits") and "new_digits" not in names[1:]
     rng = random.Random(4)
     for _ in range(300):  # make_problem's spans: every number, signs included, and nothing else
         p = prep.make_problem(rng, "train", max_ops=8)

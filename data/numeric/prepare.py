@@ -502,7 +502,7 @@ def _held_out(rng, split, n, max_digits, max_ops):
 # a split's token stream and its label files
 
 _ROLE_OF_ID = np.zeros(len(ALPHABET), dtype=np.uint8)  # the role of a char inside a number, by char id
-for _c, _role in {**{d: d for d in "0123456789"}, ",": "sep", ".": "point", "k": "k", "-": "minus"}.items():
+for _c, _role in {**{d: "digits" for d in "0123456789"}, ",": "sep", ".": "point", "k": "k", "-": "minus"}.items():
     _ROLE_OF_ID[ALPHABET.index(_c)] = CLASSES.index(_role)
 
 
@@ -534,7 +534,9 @@ def _spans_mask(n_chars, spans):
 
 def roles_labels(ids, numbers):
     """{split}_roles.bin: np.uint8 (len(ids),), the CLASSES index of each char's role in a number, 0 ('other')
-    outside the number spans (a '-' inside a span is always its sign: spans start at the sign).
+    outside the number spans (a '-' inside a span is always its sign: spans start at the sign); digits are
+    'digits', except the first of a number that directly follows another number's chars ("665," then "3.61k"):
+    'new_digits', which starts it afresh (new_numbers).
 
     A ',' or '.' right after a number is 'sep' or 'point' too: the value extractor reads causally, and at that
     char no reader can tell "max(3, 4)" from "max(3,334" or "5." from "5.25"; either role leaves the value as it
@@ -544,6 +546,17 @@ def roles_labels(ids, numbers):
     ends = ends[ends < len(ids)]
     after = ends[np.isin(ids[ends], [ALPHABET.index(","), ALPHABET.index(".")])]
     roles[after] = _ROLE_OF_ID[ids[after]]
+    return new_numbers(roles, np.asarray([start for start, _ in numbers], dtype=np.int64))
+
+
+def new_numbers(roles, starts):
+    """roles (n,) np.uint8 with 'new_digits' at each of the tokens starts (n_numbers,) that begin a number with a
+    digit and directly follow a token inside a number (their role not 'other'): only there does a reader need
+    to be told that the digits start afresh. After 'other' the two roles read the same value, so 'digits' is
+    the label, the role a one-character-a-token reader learns from the digit alone."""
+    starts = starts[(starts > 0) & (roles[starts] == CLASSES.index("digits"))]
+    starts = starts[roles[starts - 1] != 0]
+    roles[starts] = CLASSES.index("new_digits")
     return roles
 
 
@@ -566,21 +579,49 @@ def steps_labels(steps):
     return labels
 
 
+def gpt2_tokens(enc, text, char_roles, numbers, answers):
+    """The same stream in GPT-2 BPE (enc, a tiktoken.Encoding): (token ids np.uint16 (n_tokens,), the role of each
+    token np.uint8 (n_tokens,), answer_of over tokens np.int32 (n_tokens,)), from the per-char labels.
+
+    A token's role is the largest of its chars' roles: a token of digits is 'digits' (" 12" in "= 12", its space
+    being 'other'), or 'new_digits' where a number starts right after another's token (new_numbers: "12" " 345"
+    as two numbers); a token of signs takes its number char's role ("(-" is 'minus'). A problem's answer span runs from the token before the answer's first token (which in GPT-2
+    usually holds the space before the answer: "= 15" is " =", " 15") to the answer's last token."""
+    ids = np.asarray(enc.encode_ordinary(text), dtype=np.uint16)
+    lengths = np.asarray([len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)], dtype=np.int64)[ids]
+    starts = np.cumsum(lengths) - lengths  # each token's first char (the text is ASCII: one byte a char)
+    token_of = lambda chars: np.searchsorted(starts, chars, side="right") - 1  # noqa: E731: the token holding a char
+    char_roles = np.where(char_roles == CLASSES.index("new_digits"), CLASSES.index("digits"), char_roles)
+    roles = np.maximum.reduceat(char_roles, starts).astype(np.uint8)
+    roles = new_numbers(roles, token_of(np.asarray([start for start, _ in numbers], dtype=np.int64)))
+    first, last = (np.asarray(x, dtype=np.int64) for x in zip(*answers)) if answers else (np.zeros(0, np.int64),) * 2
+    spans = list(zip(token_of(first + 1) - 1, token_of(last - 1) + 1))  # first + 1: the answer's first char
+    return ids, roles, answer_of_labels(len(ids), spans)
+
+
 LABEL_FILES = {"roles": "roles.bin", "answer_of": "answer_of.bin", "steps": "steps.npy"}  # {split}_<file>
 LEGACY_LABELS = ("values.bin", "answers.bin", "steps.bin")  # written by earlier versions; nothing reads them
 
 
 def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, n_phrasing=1000,
-            max_digits=4, max_ops=4, labels=True):
+            max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None):
     """Generate the corpus into out_dir (created if missing); same seed and sizes give byte-identical files.
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
     operands; extrap uses max_digits+1 .. max_digits+2. max_ops (2..MAX_STEPS) is the longest "multi" chain.
-    labels=False skips {split}_roles.bin / _answer_of.bin / _steps.npy and removes stale ones. Returns a summary dict:
+    labels=False skips {split}_roles.bin / _answer_of.bin / _steps.npy and removes stale ones. tokenizer "gpt2"
+    writes the same problems as GPT-2 BPE tokens (gpt2_tokens; tiktoken_file: a local gpt2.tiktoken, else tiktoken
+    downloads its own) and no meta.pkl, as nanoGPT's BPE datasets. Returns a summary dict:
     per split {'problems', 'max_chars'} (+ 'chars' for train and val), vocab_size, paths, seconds.
     Raises ValueError for max_digits or max_ops out of range.
     """
     _check_sizes(max_digits, max_ops)
+    if tokenizer not in ("char", "gpt2"):
+        raise ValueError(f"unknown tokenizer {tokenizer!r}: use 'char' or 'gpt2'")
+    enc = None
+    if tokenizer == "gpt2":
+        from tokenizer import gpt2_encoding
+        enc = gpt2_encoding(tiktoken_file)
     n_val = n_train // 20 if n_val is None else n_val
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
@@ -590,28 +631,37 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
 
     paths = {split: os.path.join(out_dir, f"{split}.bin") for split in ("train", "val")}
     paths.update(meta=os.path.join(out_dir, "meta.pkl"), problems=os.path.join(out_dir, "problems.jsonl"))
-    summary = {"seed": seed, "max_digits": max_digits, "max_ops": max_ops, "vocab_size": len(ALPHABET), "paths": paths}
+    summary = {"seed": seed, "max_digits": max_digits, "max_ops": max_ops, "tokenizer": tokenizer,
+               "vocab_size": enc.n_vocab if enc else len(ALPHABET), "paths": paths}
     exclude = {p["prompt"] for p in held_out["test"]}
     for split, n in (("val", n_val), ("train", n_train)):  # val first: train excludes test and val prompts
         stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude)
         exclude |= set(stream["prompts"])
         ids = encode(stream["text"])
+        roles, answer_of = roles_labels(ids, stream["numbers"]), answer_of_labels(len(ids), stream["answers"])
+        if enc:
+            ids, roles, answer_of = gpt2_tokens(enc, stream["text"], roles, stream["numbers"], stream["answers"])
         ids.tofile(paths[split])
         label_paths = {name: os.path.join(out_dir, f"{split}_{file}") for name, file in LABEL_FILES.items()}
         if labels:
-            roles_labels(ids, stream["numbers"]).tofile(label_paths["roles"])
-            answer_of_labels(len(ids), stream["answers"]).tofile(label_paths["answer_of"])
+            roles.tofile(label_paths["roles"])
+            answer_of.tofile(label_paths["answer_of"])
             np.save(label_paths["steps"], steps_labels(stream["steps"]))
             paths.update({f"{split}_{name}": path for name, path in label_paths.items()})
         stale = [] if labels else list(label_paths.values())  # a stale label file would no longer be aligned
         for path in stale + [os.path.join(out_dir, f"{split}_{name}") for name in LEGACY_LABELS]:
             if os.path.exists(path):
                 os.remove(path)
-        summary[split] = {"problems": n, "chars": len(ids), "max_chars": stream["max_chars"]}
+        summary[split] = {"problems": n, "tokens": len(ids), "max_chars": stream["max_chars"]}
 
-    with open(paths["meta"], "wb") as f:
-        pickle.dump({"vocab_size": len(ALPHABET), "itos": dict(enumerate(ALPHABET)),
-                     "stoi": {c: i for i, c in enumerate(ALPHABET)}}, f)
+    if enc:  # no meta.pkl: the scripts then read GPT-2 BPE, as for nanoGPT's shakespeare and openwebtext
+        del paths["meta"]
+        if os.path.exists(os.path.join(out_dir, "meta.pkl")):
+            os.remove(os.path.join(out_dir, "meta.pkl"))
+    else:
+        with open(paths["meta"], "wb") as f:
+            pickle.dump({"vocab_size": len(ALPHABET), "itos": dict(enumerate(ALPHABET)),
+                         "stoi": {c: i for i, c in enumerate(ALPHABET)}}, f)
     keys = ("prompt", "answer", "value", "op", "ops", "steps", "step_values", "digits", "split", "template")
     with open(paths["problems"], "w") as f:
         for split in ("test", "extrap", "phrasing"):
@@ -635,16 +685,22 @@ if __name__ == "__main__":
     parser.add_argument("--n_phrasing", type=int, default=1000, help="problems in the held-out phrasings")
     parser.add_argument("--max_digits", type=int, default=4, help="integer digits of train/val/test operands")
     parser.add_argument("--max_ops", type=int, default=4, help=f"longest multi-step chain (2..{MAX_STEPS})")
+    parser.add_argument("--tokenizer", default="char", choices=("char", "gpt2"),
+                        help="char: one token per character (meta.pkl); gpt2: GPT-2 BPE token ids (no meta.pkl)")
+    parser.add_argument("--tiktoken_file", default=None, help="with --tokenizer=gpt2: a local gpt2.tiktoken")
     parser.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
                         help="write {train,val}_roles.bin / _answer_of.bin / _steps.npy (the DAG's auxiliary labels)")
     args = parser.parse_args()
-    s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.n_phrasing,
-                args.max_digits, args.max_ops, args.labels)
+    try:
+        s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.n_phrasing,
+                    args.max_digits, args.max_ops, args.labels, args.tokenizer, args.tiktoken_file)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        sys.exit(f"prepare.py: {e}")
     print(f"numeric corpus, seed {s['seed']}, max_digits {s['max_digits']}, max_ops {s['max_ops']}, "
-          f"vocab size {s['vocab_size']}, {s['seconds']:.1f}s (longest: chars of one problem; training crops to "
-          f"block_size)")
+          f"{s['tokenizer']} tokens, vocab size {s['vocab_size']}, {s['seconds']:.1f}s (longest: chars of one "
+          f"problem; training crops to block_size)")
     for split in SPLITS:
-        chars = f", {s[split]['chars']:,} chars" if "chars" in s[split] else ""
+        chars = f", {s[split]['tokens']:,} tokens" if "tokens" in s[split] else ""
         print(f"{split}: {s[split]['problems']:,} problems{chars}, longest {s[split]['max_chars']} chars")
     for name, path in s["paths"].items():
         print(f"  {name:15s} {path}")

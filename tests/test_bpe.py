@@ -1,0 +1,249 @@
+"""GPT+DAG on GPT-2 BPE (issue 10): reading numbers that span several tokens, and writing answers in GPT-2's
+chunks, through the module path training and generation use (DAGGPT.dag, DAGGPT.forward, cached decoding), in
+both tokenizations. The GPT-2 ranks come from ../shared/data."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_script, shared_file
+from dag_model import (CLASSES, DAGGPT, DAGGPTConfig, first_bpe_token, has_multi_digit_tokens, next_tokens,
+                       number_tables)
+from model import greedy_decode
+from tokenizer import gpt2_encoding
+
+D = torch.float64
+
+
+@pytest.fixture(scope='module')
+def enc():
+    return gpt2_encoding(shared_file('gpt2', 'gpt2.tiktoken'))
+
+
+@pytest.fixture(scope='module')
+def gpt2_tokens(enc):
+    return [enc.decode_single_token_bytes(i).decode('utf-8', errors='replace') for i in range(enc.n_vocab)]
+
+
+@pytest.fixture(scope='module')
+def tables(gpt2_tokens):
+    return number_tables(gpt2_tokens, 50304)
+
+
+def test_tables_know_the_digit_tokens(gpt2_tokens, tables):
+    ids = {t: i for i, t in enumerate(gpt2_tokens)}
+    assert tables['digit_value'][ids[' 10000']] == 10000 and tables['digit_len'][ids[' 10000']] == 5
+    assert tables['digit_value'][ids['007']] == 7 and tables['digit_len'][ids['007']] == 3  # leading zeros count
+    assert not tables['is_digits'][ids['route']] and not tables['is_digits'][ids['k']]
+    assert tables['is_digits'].sum() == 1691  # GPT-2's tokens of 1..16 digits, with or without a leading space
+    assert [gpt2_tokens[i] for i in tables['sign_ids']] == ['-', ' -', '.']
+    assert has_multi_digit_tokens(gpt2_tokens) and not has_multi_digit_tokens(list('0123456789+= \n'))
+
+
+def test_torch_bpe_of_digit_runs_is_tiktokens(enc, tables):
+    """The first token of GPT-2's BPE of random digit runs (1-17 digits), with and without a space before."""
+    rng = random.Random(0)
+    runs = [''.join(rng.choice('0123456789') for _ in range(rng.randint(1, 17))) for _ in range(1500)]
+    runs += ['12345', '48213', '10000', '0' * 16, '1111', '2025', '7']
+    digits = torch.zeros(len(runs), 17, dtype=torch.long)
+    for i, r in enumerate(runs):
+        digits[i, :len(r)] = torch.tensor([int(c) for c in r])
+    n = torch.tensor([len(r) for r in runs])
+    for space in (False, True):
+        got = first_bpe_token(digits, n, torch.full((len(runs),), space), tables['bpe_keys'], tables['bpe_ids'])
+        want = [enc.encode_ordinary((' ' if space else '') + r)[0] for r in runs]
+        assert got.tolist() == want
+    assert first_bpe_token(digits[:1], torch.tensor([0]), torch.tensor([False]), tables['bpe_keys'],
+                           tables['bpe_ids']).item() == -1
+
+
+@pytest.mark.parametrize('answer', ['12345', '-48213.5', '0.25', '10000', '907221', '166375000000000', '-0.000001',
+                                    '0', '123456789.123456'])
+def test_next_tokens_write_the_canonical_chunks(enc, gpt2_tokens, tables, answer):
+    """After each canonical token of an answer written after a space (" 123", "45"), the next token is the next
+    canonical one, then nothing; with nothing written yet, both the spaced and the unspaced first token."""
+    value = float(answer)
+    chunks = [gpt2_tokens[i] for i in enc.encode_ordinary(' ' + answer)]
+    written = 0
+    for k, chunk in enumerate(chunks + [None]):
+        ids = next_tokens(torch.tensor([[[value]]], dtype=D), torch.tensor([[written]]), tables)[0, 0, 0]
+        if k == 0:
+            assert gpt2_tokens[ids[1]] == chunk and gpt2_tokens[ids[0]] == gpt2_tokens[enc.encode_ordinary(answer)[0]]
+        else:
+            assert (gpt2_tokens[ids[0]] if ids[0] >= 0 else None) == chunk and ids[1] == -1
+        written += len(chunk.strip()) if chunk else 0
+
+
+# -----------------------------------------------------------------------------
+# reading, through DAGGPT.dag: a model whose hidden state at position t is the one-hot of the role the test gives
+# token t (position embeddings, the blocks' residual branches off), and whose extractor's classifier is the
+# identity, so the classes are exactly those roles (within the vocabulary's mask) and the values are the
+# vocabulary's digits put together by read_numbers
+
+def role_wired_dag(tokens, vocab_size, write=False, depth=1):
+    torch.manual_seed(0)
+    C = 16
+    cfg = DAGGPTConfig(block_size=64, vocab_size=vocab_size, n_layer=1, n_head=2, n_embd=C, dropout=0.0, bias=False,
+                       dag_depth=depth, dag_write_tokens=write)
+    model = DAGGPT(cfg, tokens)
+    with torch.no_grad():
+        for block in list(model.transformer.h) + [model.node_embed]:
+            block.attn.c_proj.weight.zero_()
+            block.mlp.c_proj.weight.zero_()
+        model.transformer.wte.weight.zero_()
+        model.value_extractor.classify.weight.zero_()
+        model.value_extractor.classify.weight[:len(CLASSES)] = torch.eye(C)[:len(CLASSES)] * 10
+        model.value_extractor.classify.bias.zero_()
+    return model.eval()
+
+
+def read(model, ids, roles):
+    """The values model.dag reads at each token of ids (list of int), each token's role given by name."""
+    with torch.no_grad():
+        model.transformer.wpe.weight.zero_()
+        model.transformer.wpe.weight[:len(roles), :len(CLASSES)] = torch.eye(len(CLASSES))[
+            [CLASSES.index(r) for r in roles]]
+    idx = torch.tensor([ids])
+    _, out, _ = model.dag(idx, model.hidden_states(idx))
+    return out['token_values'][0].tolist(), out
+
+
+# (text, the role of each GPT-2 token (for a run of chunks continuing the first: 'run'), the role of each character
+# ('o'ther, 'n'ew_digits, 'd'igits, 's'ep, 'p'oint, 'k', 'm'inus), the value read at the last token, and the
+# characters of the number written by then, in GPT-2 tokens and in characters: a space inside a number is a
+# character of its own, a separator, but in GPT-2 a part of the next token)
+READINGS = [
+    ('12 345', ['new_digits', 'digits'], 'ndsddd', 12345.0, (5, 6)),  # one number across tokens, split by a space
+    ('12 345', ['new_digits', 'new_digits'], 'ndondd', 345.0, 3),  # two numbers: the second starts afresh
+    ('route 66', ['other', 'other'], 'oooooooo', 0.0, 0),  # not a quantity
+    ('3 k', ['new_digits', 'k'], 'nsk', 3000.0, (2, 3)),
+    ('2.5k', ['new_digits', 'point', 'digits', 'k'], 'npdk', 2500.0, 4),
+    ('1,700', ['new_digits', 'sep', 'digits'], 'nsddd', 1700.0, 5),
+    ('-7.25', ['minus', 'digits', 'point', 'digits'], 'mdpdd', -7.25, 5),
+    ('(-4', ['minus', 'digits'], 'omd', -4.0, 2),
+    ('12345.0625', ['new_digits', 'digits', 'point', 'digits', 'digits'], 'nddddpdddd', 12345.0625, 10),
+    (' 9007199254740991', 'run', 'on' + 'd' * 15, 9007199254740991.0, 16),  # 2^53 - 1, across six tokens
+]
+LETTER = {'o': 'other', 'n': 'new_digits', 'd': 'digits', 's': 'sep', 'p': 'point', 'k': 'k', 'm': 'minus'}
+
+
+@pytest.mark.parametrize('text, roles, _, value, written', READINGS)
+def test_reads_numbers_across_bpe_tokens_exactly(enc, gpt2_tokens, text, roles, _, value, written):
+    ids = enc.encode_ordinary(text)
+    roles = ['new_digits'] + ['digits'] * (len(ids) - 1) if roles == 'run' else roles
+    assert len(ids) == len(roles), [gpt2_tokens[i] for i in ids]
+    values, out = read(role_wired_dag(gpt2_tokens, 50304), ids, roles)
+    assert values[-1] == value and out['written'][0, -1].item() == (written[0] if isinstance(written, tuple) else written)
+
+
+@pytest.mark.parametrize('text, _, chars, value, written', READINGS)
+def test_reads_the_same_numbers_one_character_a_token(text, _, chars, value, written):
+    from data.numeric.prepare import ALPHABET
+    values, out = read(role_wired_dag(list(ALPHABET), len(ALPHABET)), [ALPHABET.index(c) for c in text],
+                       [LETTER[c] for c in chars])
+    assert values[-1] == value and out['written'][0, -1].item() == (written[1] if isinstance(written, tuple) else written)
+
+
+# -----------------------------------------------------------------------------
+# writing, through DAGGPT.dag and the logit path DAGGPT.forward uses
+
+@pytest.mark.parametrize('prompt, a, b, op, answer', [
+    ('What is 48213 plus 111?', '48213', '111', 'add', '48324'),  # "48" "213" and "111" -> " 483" "24"
+    ('12345 - 12346 =', '12345', '12346', 'subtract', '-1'),  # "123" "45" -> " -" "1"
+    ('999 times 1001 is', '999', '1001', 'multiply', '999999'),  # -> " 999" "999"
+    ('2.5k / 4 =', '2.5k', '4', 'divide', '625'),
+    ('0.07 - 12.25 =', '0.07', '12.25', 'subtract', '-12.18'),
+])
+def test_forced_program_writes_the_answer_in_gpt2_tokens(enc, gpt2_tokens, prompt, a, b, op, answer):
+    """Teacher forcing the canonical tokens of prompt + " " + answer: at the prompt's last token and at every
+    answer token, the DAG's next token is the next canonical one, and with the write bias large the logits'
+    argmax is that token (the answer's chunks differ from the operands')."""
+    text = prompt + ' ' + answer + '\n'
+    ids = enc.encode_ordinary(text)
+    chunks = [gpt2_tokens[i] for i in ids]
+    roles = []
+    for k, chunk in enumerate(chunks):
+        stripped = chunk.strip()
+        prev = chunks[k - 1] if k else ''
+        if stripped.isdigit():
+            joined = prev in ('-', ' -', '(-', '.', ',') or (prev.strip().isdigit() and not chunk.startswith(' '))
+            roles.append('digits' if joined else 'new_digits')
+        elif stripped in ('-', '(-') and k + 1 < len(chunks) and chunks[k + 1].isdigit():  # a sign: "-" "7"
+            roles.append('minus')
+        elif stripped == '.' and prev.strip().isdigit():
+            roles.append('point')
+        elif stripped == 'k' and prev.strip().isdigit():
+            roles.append('k')
+        else:
+            roles.append('other')
+    model = role_wired_dag(gpt2_tokens, 50304, write=True)
+    n_prompt = len(enc.encode_ordinary(prompt))
+    text_upto = lambda k: ''.join(chunks[:k + 1])  # noqa: E731
+
+    def end_of(number):  # the token at which the prompt's number ends
+        start = prompt.index(number)
+        return next(k for k in range(n_prompt) if len(text_upto(k)) >= start + len(number))
+    with torch.no_grad():
+        model.token_write.weight.zero_()
+        model.token_write.bias.copy_(torch.tensor([50.0, 100.0]))  # the spaced first token wins over the unspaced
+        model.transformer.wpe.weight.zero_()
+        model.transformer.wpe.weight[:len(roles), :len(CLASSES)] = torch.eye(len(CLASSES))[
+            [CLASSES.index(r) for r in roles]]
+    idx = torch.tensor([ids])
+    h = model.hidden_states(idx)
+    _, out, _ = model.dag(idx, h, program=[(end_of(a), end_of(b), op)])
+    logits = model.write_tokens(model.lm_head(h), h, out['next_tokens'])
+    for t in range(n_prompt - 1, len(ids) - 2):  # the last answer token predicts '\n': the DAG says 'end'
+        assert out['values'][0, t, -1].item() == float(answer)
+        assert logits[0, t].argmax().item() == ids[t + 1], (t, chunks[t + 1])
+    assert out['next_tokens'][0, len(ids) - 2, -1].tolist() == [-1, -1]  # the answer is complete: 'end'
+
+
+def test_bpe_model_trains_and_decodes_the_same_with_and_without_the_cache(enc, gpt2_tokens):
+    """A random GPT+DAG on GPT-2 tokens with the write path: finite loss and gradients for every parameter, and
+    cached greedy decoding gives the tokens of uncached decoding, also past block_size."""
+    torch.manual_seed(0)
+    cfg = DAGGPTConfig(block_size=24, vocab_size=50304, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=False,
+                       dag_depth=2, dag_write_tokens=True)
+    model = DAGGPT(cfg, gpt2_tokens)
+    idx = torch.tensor([enc.encode_ordinary('What is 12 345 plus 6? 12351\n1,700 - 2.5k = -800\n')[:24]])
+    _, loss = model(idx[:, :-1], idx[:, 1:])
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None and torch.isfinite(p.grad).all()
+                                        for p in model.parameters())
+    model.eval()
+    prompt = idx[:, :6]
+    cached = greedy_decode(model, prompt, 30, use_cache=True)
+    assert torch.equal(cached, greedy_decode(model, prompt, 30, use_cache=False))
+
+
+def test_prepare_writes_the_corpus_in_gpt2_tokens(tmp_path, enc, gpt2_tokens):
+    """prepare.py --tokenizer=gpt2: the same problems as GPT-2 ids, no meta.pkl, token roles whose numbers
+    re-read to the problems' values, and answer spans from the token before each answer to its last token."""
+    out = tmp_path / 'numeric_gpt2'
+    run_script('data/numeric/prepare.py', '--tokenizer=gpt2', '--tiktoken_file', shared_file('gpt2', 'gpt2.tiktoken'),
+               '--n_train=300', '--n_val=30', '--n_test=20', '--n_extrap=10', '--n_phrasing=10', '--out_dir', out,
+               cwd=tmp_path)
+    assert not (out / 'meta.pkl').exists()
+    ids = np.fromfile(out / 'train.bin', dtype=np.uint16)
+    roles = np.fromfile(out / 'train_roles.bin', dtype=np.uint8)
+    answer_of = np.fromfile(out / 'train_answer_of.bin', dtype=np.int32)
+    steps = np.load(out / 'train_steps.npy')
+    assert len(ids) == len(roles) == len(answer_of) and len(steps) == 300
+    text = enc.decode(ids.tolist())
+    lines = text.splitlines()
+    assert len(lines) == 300 and enc.encode_ordinary(text) == ids.tolist()
+    # read every number back from the token roles, with the tables and recurrence the model uses
+    model = role_wired_dag(gpt2_tokens, 50304)
+    first = 0
+    for problem in range(20):  # the first 20 problems: the answer's span and value
+        span = np.flatnonzero(answer_of == problem)
+        assert span.size and span[0] >= first
+        answer_text = enc.decode(ids[span[1]:span[-1] + 1].tolist()).strip()
+        assert float(answer_text) == steps[problem, -1]
+        assert enc.decode(ids[span[-1] + 1:span[-1] + 2].tolist()) == '\n'
+        seq = ids[first:span[-1] + 1].tolist()
+        values, _ = read(model, seq, [CLASSES[r] for r in roles[first:span[-1] + 1]])
+        assert values[-1] == steps[problem, -1]
+        first = span[-1] + 2
