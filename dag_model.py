@@ -298,8 +298,8 @@ def first_bpe_token(digits, n, space, keys, ids):
         rank, a = torch.where(merged >= 0, merged, big).min(1)
         if (rank == big).all():
             break
-        b_a = b.gather(1, a[:, None])
-        starts = starts.scatter(1, b_a.clamp(max=P - 1), starts.gather(1, b_a.clamp(max=P - 1)) & (rank == big)[:, None])
+        b_a = b.gather(1, a[:, None]).clamp(max=P - 1)  # the start the best merge removes (kept where none merges)
+        starts = starts.scatter(1, b_a, starts.gather(1, b_a) & (rank == big)[:, None])
     first_end = part_end(starts).gather(1, first)
     token = lookup(first, first_end)[:, 0]
     return torch.where(n > 0, token, -1)
@@ -599,9 +599,10 @@ class DAGController(nn.Module):
 class DAGCache:
     """What cached generation keeps of earlier positions (GPT+DAG's counterpart of model.KVCache): the trunk's
     KVCache, one KVCache per Block of the DAG, and per token the extractor's class choices (B, T, |CLASSES|)
-    float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's token nodes: keys (B, T, n_embd), values (B, T)
-    float64 and number lengths (B, T) long. Position t depends only on tokens <= t, so a new token needs these
-    and nothing is re-run. DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
+    float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's
+    token nodes: keys (B, T, n_embd), values (B, T) float64 and number lengths (B, T) long. Position t depends only
+    on tokens <= t, so a new token needs these and nothing is re-run. DAGGPT.new_kv_cache makes one; GPT.generate
+    drives it."""
     BLOCKS = ('node_embed', 'operand_context', 'op_context', 'readout')
 
     def __init__(self, model, batch_size, max_len):
@@ -730,8 +731,9 @@ class DAGGPT(GPT):
             getattr(self, name).copy_(table)
 
     def dag(self, idx, h, roles=None, steps=None, program=None, cache=None, with_stats=False):
-        """Tokens idx (B, T) long and their hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG read and did (a dict), the
-        auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the training dtype.
+        """Tokens idx (B, T) long and their hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG
+        read and did (a dict), the auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the
+        training dtype.
 
         The dict holds the controller's outputs ('values' (B, T, dag_depth) float64, 'feats', 'choices',
         'symbols', see DAGController), the extractor's: 'token_values' (B, T) float64, 'length' (B, T) long (in
@@ -740,9 +742,10 @@ class DAGGPT(GPT):
         program forces the DAG's choices (see DAGController); with a cache (DAGCache), h holds the new positions
         only and the DAG's view of the earlier ones comes from the cache. The auxiliary loss, when labels are given:
         roles (B, T) long, the CLASSES index of each token (-1 where unknown): cross-entropy that teaches the value
-        extractor; steps (B, T, S) float64, the values the DAG's steps should compute at each position, right-
-        aligned (column S - 1 is the final answer, S - 2 the step before; NaN where none): DAG step k is taught
-        column S - dag_depth + k, by -log of the probability of its candidate programs that compute it."""
+        extractor (plus that of its last-digit head, on the labelled tokens of digits); steps (B, T, S) float64,
+        the values the DAG's steps should compute at each position, right-aligned (column S - 1 is the final
+        answer, S - 2 the step before; NaN where none): DAG step k is taught column S - dag_depth + k, by -log of
+        the probability of its candidate programs that compute it."""
         e = run_block(self.node_embed, h, cache, 'node_embed')
         with torch.autocast(device_type=h.device.type, enabled=False):
             e = e.float()

@@ -117,6 +117,9 @@ BAD_INPUTS = [
     ('eval_numeric.py', ['--out_dir=out-good', '--problems=problems-euro.jsonl'], "'€'"),
     ('data/shakespeare_char/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
     ('data/shakespeare/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
+    ('data/numeric/prepare.py', ['--tokenizer=gpt2', '--tiktoken_file=missing.tiktoken', '--out_dir=prep'],
+     'missing.tiktoken not found'),
+    ('data/numeric/prepare.py', ['--max_digits=13', '--out_dir=prep'], 'max_digits'),
 ]
 
 

@@ -134,7 +134,8 @@ def test_reads_numbers_across_bpe_tokens_exactly(enc, gpt2_tokens, text, roles, 
     roles = ['new_digits'] + ['digits'] * (len(ids) - 1) if roles == 'run' else roles
     assert len(ids) == len(roles), [gpt2_tokens[i] for i in ids]
     values, out = read(role_wired_dag(gpt2_tokens, 50304), ids, roles)
-    assert values[-1] == value and out['written'][0, -1].item() == (written[0] if isinstance(written, tuple) else written)
+    written = written[0] if isinstance(written, tuple) else written
+    assert values[-1] == value and out['written'][0, -1].item() == written
 
 
 @pytest.mark.parametrize('text, _, chars, value, written', READINGS)
@@ -142,7 +143,8 @@ def test_reads_the_same_numbers_one_character_a_token(text, _, chars, value, wri
     from data.numeric.prepare import ALPHABET
     values, out = read(role_wired_dag(list(ALPHABET), len(ALPHABET)), [ALPHABET.index(c) for c in text],
                        [LETTER[c] for c in chars])
-    assert values[-1] == value and out['written'][0, -1].item() == (written[1] if isinstance(written, tuple) else written)
+    written = written[1] if isinstance(written, tuple) else written
+    assert values[-1] == value and out['written'][0, -1].item() == written
 
 
 # -----------------------------------------------------------------------------

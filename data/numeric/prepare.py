@@ -585,8 +585,9 @@ def gpt2_tokens(enc, text, char_roles, numbers, answers):
 
     A token's role is the largest of its chars' roles: a token of digits is 'digits' (" 12" in "= 12", its space
     being 'other'), or 'new_digits' where a number starts right after another's token (new_numbers: "12" " 345"
-    as two numbers); a token of signs takes its number char's role ("(-" is 'minus'). A problem's answer span runs from the token before the answer's first token (which in GPT-2
-    usually holds the space before the answer: "= 15" is " =", " 15") to the answer's last token."""
+    as two numbers); a token of signs takes its number char's role ("(-" is 'minus'). A problem's answer span
+    runs from the token before the answer's first token (which in GPT-2 usually holds the space before the
+    answer: "= 15" is " =", " 15") to the answer's last token."""
     ids = np.asarray(enc.encode_ordinary(text), dtype=np.uint16)
     lengths = np.asarray([len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)], dtype=np.int64)[ids]
     starts = np.cumsum(lengths) - lengths  # each token's first char (the text is ASCII: one byte a char)
