@@ -11,9 +11,10 @@ $ python compare_numeric.py --models=gpt,dag,dag-nolabels --seeds=1337  # with a
 $ python compare_numeric.py --seconds=300                               # equal time instead of equal iterations
 $ python compare_numeric.py --train_args="--n_embd=64 --batch_size=16"   # more train.py settings for every run
 $ python compare_numeric.py --config=config/train_numeric_gpt2.py --tiktoken_file=gpt2.tiktoken  # in GPT-2 BPE
+$ python compare_numeric.py --train_args=--dataset=numeric_mix --models=gpt4,dag  # a mixture (prepare.py --prose)
 
-Prints each run's `iter` and `step` lines as they come (prefixed with [model-seed]), one line per run and a
-summary table (mean and min..max over seeds), writes <out_dir>/compare.png (left: the val loss of every run, from
+Prints each run's `iter` and `step` lines as they come (prefixed with [model-seed]), one line per run (with the
+val loss on the prose alone when the dataset is a mixture of prose and problems) and a summary table (mean and min..max over seeds), writes <out_dir>/compare.png (left: the val loss of every run, from
 its metrics.jsonl; right: mean exact match by split and model, min..max over seeds as error bars) and prints its
 path, then the summary as a JSON line.
 """
@@ -124,19 +125,24 @@ def main():
                    **{split: scores['by_split'].get(split, {}).get('acc', float('nan')) for split in SPLITS},
                    'by_op': {op: v['acc'] for op, v in scores['by_op'].items()},
                    'by_steps': {k: v['acc'] for k, v in scores['by_steps'].items()}}
+            prose = ''
+            if 'prose_val_loss' in scores:  # a mixture of prose and problems (prepare.py --prose)
+                row['prose_val_loss'] = scores['prose_val_loss']
+                prose = f", prose val loss {row['prose_val_loss']:.4f}"
             results[name].append(row)
             print(f"{name:12s} seed {seed}: {row['iters']} iters, {ms_per_iter:.0f} ms/iter, {row['n_params']:,} "
-                  f"params, " + ', '.join(f"{split} {row[split]:.1%}" for split in SPLITS), flush=True)
+                  f"params, " + ', '.join(f"{split} {row[split]:.1%}" for split in SPLITS) + prose, flush=True)
     summary = {}
     print(f"\n{'model':46s} {'params':>10s} {'iters':>6s} {'ms/it':>6s}" + ''.join(f"{s:>22s}" for s in SPLITS))
     for name, rows in results.items():
         stat = {k: (sum(r[k] for r in rows) / len(rows), min(r[k] for r in rows), max(r[k] for r in rows))
-                for k in SPLITS + ('iters', 'ms_per_iter')}
+                for k in SPLITS + ('iters', 'ms_per_iter', 'prose_val_loss') if k in rows[0]}
         summary[name] = {'description': MODELS[name][0], 'n_params': rows[0]['n_params'], 'runs': rows,
                          **{k: {'mean': v[0], 'min': v[1], 'max': v[2]} for k, v in stat.items()}}
         fmt = lambda k: f"{stat[k][0]:.1%} ({stat[k][1]:.1%}..{stat[k][2]:.1%})"  # noqa: E731
         print(f"{MODELS[name][0]:46s} {rows[0]['n_params']:>10,} {stat['iters'][0]:>6.0f} "
-              f"{stat['ms_per_iter'][0]:>6.0f}" + ''.join(f"{fmt(s):>22s}" for s in SPLITS))
+              f"{stat['ms_per_iter'][0]:>6.0f}" + ''.join(f"{fmt(s):>22s}" for s in SPLITS) +
+              (f"   prose val loss {stat['prose_val_loss'][0]:.4f}" if 'prose_val_loss' in stat else ''))
     picture = os.path.join(args.out_dir, 'compare.png')
     try:
         plot_summary(picture, args.out_dir, summary)

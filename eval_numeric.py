@@ -9,13 +9,15 @@ with no padding, and each batch decodes (longest answer + 2) tokens. A prompt lo
 room is cropped to the last block_size tokens by greedy_decode itself, so such a model sees a cut prompt.
 
 Prints a table of accuracy overall, by split (test / extrap), by op and by number of digits, then, as the last
-line, one JSON object with the same numbers (see `score`) plus checkpoint, iter_num, n_params and dag_depth.
+line, one JSON object with the same numbers (see `score`) plus checkpoint, iter_num, n_params and dag_depth. On a
+mixture of prose and problems (data/numeric/prepare.py --prose=PATH, which writes val_prose.bin) it also prints
+the val loss on the prose alone (prose_loss), 'prose_val_loss' in the JSON.
 
 $ python eval_numeric.py --out_dir=out-numeric
 $ python eval_numeric.py --out_dir=out-numeric --split=extrap --max_problems=100 --show_errors=10
 $ python eval_numeric.py --out_dir=out-numeric --suite=length   # 10-digit adds (AdderBoard), length grid
 
-As a library: load_problems, length_problems, answer_problems, score, format_table, format_grid.
+As a library: load_problems, length_problems, answer_problems, prose_loss, score, format_table, format_grid.
 """
 import json
 import os
@@ -23,6 +25,7 @@ import random
 import sys
 import time
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -115,6 +118,31 @@ def answer_problems(model, encode, decode, problems, batch_size=256, device='cpu
         bar.close()
         model.train(was_training)
     return answers
+
+
+@torch.no_grad()
+def prose_loss(model, ids, block_size, batch_size=64, device='cpu'):
+    """The mean next-token cross-entropy (nats, a float) of model on the token ids (1-D np.ndarray or list of
+    ints: a mixture's val_prose.bin), over its consecutive non-overlapping windows of block_size tokens (every
+    token but the first is a target once; the last partial window is dropped), in eval mode (restored after).
+    model: forward(x, targets) -> (logits, mean loss), as GPT and GPT+DAG. Deterministic, unlike train.py's
+    random eval batches. Raises ValueError for fewer than block_size + 1 tokens."""
+    ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    n = (len(ids) - 1) // block_size
+    if n < 1:
+        raise ValueError(f"{len(ids)} prose tokens, fewer than block_size + 1 = {block_size + 1}: prepare the "
+                         f"mixture with more prose (--prose=PATH)")
+    x, y = ids[:n * block_size].view(n, block_size), ids[1:n * block_size + 1].view(n, block_size)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for i in range(0, n, batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            total += model(xb, yb)[1].item() * len(xb)
+    finally:
+        model.train(was_training)
+    return total / n
 
 
 def _tally(correct):
@@ -259,6 +287,13 @@ if __name__ == '__main__':
     result = score(held_out, answers)
     result.update(checkpoint=ckpt_path, iter_num=checkpoint.get('iter_num'), n_params=model.get_num_params(),
                   dag_depth=checkpoint['model_args'].get('dag_depth', 0))
+    prose_path = os.path.join(data_dir, 'val_prose.bin') if data_dir else ''
+    if suite == 'heldout' and os.path.isfile(prose_path):  # a mixture of prose and problems: the prose's own loss
+        try:
+            result['prose_val_loss'] = prose_loss(model, np.fromfile(prose_path, dtype=np.uint16),
+                                                  checkpoint['model_args']['block_size'], device=device)
+        except ValueError as e:
+            sys.exit(f"eval_numeric.py: {prose_path}: {e}")
 
     print(f"{ckpt_path}: iter {result['iter_num']}, {result['n_params']:,} params, dag_depth {result['dag_depth']}; "
           f"{len(held_out)} problems from {problems if suite == 'heldout' else 'the length suite'} in {dt:.1f}s")
@@ -266,6 +301,8 @@ if __name__ == '__main__':
     for p, a in wrong[:show_errors]:
         print(f"wrong ({p['split']}, {p['op']}): {p['prompt']!r} expected {p['answer']!r} got {a!r}")
     print(format_table(result))
+    if 'prose_val_loss' in result:
+        print(f"prose val loss: {result['prose_val_loss']:.4f} ({prose_path}, every window of block_size tokens)")
     if suite == 'length':
         print('-- exact match by operand length (both operands), grid')
         print(format_grid(held_out, answers))

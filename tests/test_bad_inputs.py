@@ -120,6 +120,7 @@ BAD_INPUTS = [
     ('data/numeric/prepare.py', ['--tokenizer=gpt2', '--tiktoken_file=missing.tiktoken', '--out_dir=prep'],
      'missing.tiktoken not found'),
     ('data/numeric/prepare.py', ['--max_digits=13', '--out_dir=prep'], 'max_digits'),
+    ('data/numeric/prepare.py', ['--prose=missing.txt', '--out_dir=prep'], 'no prose file missing.txt'),
 ]
 
 

@@ -249,3 +249,28 @@ def test_prepare_writes_the_corpus_in_gpt2_tokens(tmp_path, enc, gpt2_tokens):
         values, _ = read(model, seq, [CLASSES[r] for r in roles[first:span[-1] + 1]])
         assert values[-1] == steps[problem, -1]
         first = span[-1] + 2
+
+
+def test_prose_mixture_in_gpt2_tokens(tmp_path, enc):
+    """prepare --tokenizer=gpt2 --prose: the character mixture's text as GPT-2 ids, the val prose alone in
+    val_prose.bin, and prose tokens labelled as text (the digit token " 12" as digits) answering nothing."""
+    from data.numeric import prepare as prep
+    prose = tmp_path / 'prose.txt'
+    prose.write_text("MENENIUS:\nI tell you, 12 friends.\n\nAll:\nSpeak, speak.\n\nSecond Citizen:\nOne word.\n")
+    sizes = dict(n_train=30, n_val=10, n_test=10, n_extrap=10, n_phrasing=10, prose=str(prose))
+    prep.prepare(str(tmp_path / 'char'), **sizes)
+    prep.prepare(str(tmp_path / 'bpe'), tokenizer='gpt2', tiktoken_file=shared_file('gpt2', 'gpt2.tiktoken'), **sizes)
+    for split in ('train', 'val'):
+        chars = ''.join(prep.ALPHABET[i] for i in np.fromfile(tmp_path / 'char' / f'{split}.bin', dtype=np.uint16))
+        ids = np.fromfile(tmp_path / 'bpe' / f'{split}.bin', dtype=np.uint16).tolist()
+        assert enc.decode(ids) == chars and ids == enc.encode_ordinary(chars)
+    ids = np.fromfile(tmp_path / 'bpe' / 'train.bin', dtype=np.uint16)
+    roles = np.fromfile(tmp_path / 'bpe' / 'train_roles.bin', dtype=np.uint8)
+    answer_of = np.fromfile(tmp_path / 'bpe' / 'train_answer_of.bin', dtype=np.int32)
+    start = enc.decode(ids.tolist()).index('MENENIUS')
+    first = len(enc.encode_ordinary(enc.decode(ids.tolist())[:start]))
+    paragraph = list(range(first, first + len(enc.encode_ordinary("MENENIUS:\nI tell you, 12 friends.\n\n"))))
+    assert [CLASSES[roles[i]] for i in paragraph if enc.decode([int(ids[i])]) == ' 12'] == ['digits']
+    assert sum(roles[i] != 0 for i in paragraph) == 1 and (answer_of[paragraph] == -1).all()
+    val_prose = np.fromfile(tmp_path / 'bpe' / 'val_prose.bin', dtype=np.uint16).tolist()
+    assert enc.decode(val_prose) == "Second Citizen:\nOne word.\n\n"

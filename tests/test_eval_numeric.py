@@ -1,6 +1,8 @@
 """eval_numeric.py: scoring arithmetic, batched greedy answering with oracle models, and the script end to end."""
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -173,3 +175,37 @@ def test_length_problems():
     table = eval_numeric.format_grid(problems, [p['answer'] if p['op'] == 'add' else '' for p in problems])
     rows = table.splitlines()
     assert rows[1].split() == ['1', '100.0%', '0.0%', '0.0%'] and rows[12].split()[-1] == '-'
+
+
+def test_prose_loss_is_the_mean_over_every_window():
+    """prose_loss: the mean cross-entropy of every non-overlapping block_size window (the partial one dropped),
+    the same whatever the batch size, in eval mode, restoring the training flag."""
+    torch.manual_seed(0)
+    gpt = model_module.GPT(model_module.GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8,
+                                                  dropout=0.5))
+    ids = torch.randint(0, 11, (45,)).tolist()  # 5 windows of 8 tokens + 1 target each, 4 tokens left over
+    gpt.eval()
+    logits, _ = gpt(torch.tensor(ids[:40]).view(5, 8), torch.tensor(ids[1:41]).view(5, 8))
+    expected = torch.nn.functional.cross_entropy(logits.view(-1, 11), torch.tensor(ids[1:41])).item()
+    gpt.train()
+    assert abs(eval_numeric.prose_loss(gpt, ids, 8, batch_size=2) - expected) < 1e-6
+    assert abs(eval_numeric.prose_loss(gpt, ids, 8, batch_size=64) - expected) < 1e-6
+    assert gpt.training
+    with pytest.raises(ValueError, match='fewer than block_size'):
+        eval_numeric.prose_loss(gpt, ids[:8], 8)
+
+
+def test_script_prints_the_prose_loss_of_a_mixture(trained, tmp_path):
+    """With data/<dataset>/val_prose.bin (prepare.py --prose) the script prints the val loss on the prose alone."""
+    work = tmp_path / 'work'
+    shutil.copytree(trained, work)
+    encode_chars, _ = load_codec(str(work / 'data' / 'numeric' / 'meta.pkl'))
+    prose_path = work / 'data' / 'numeric' / 'val_prose.bin'
+    np.asarray(encode_chars('First Citizen:\nBefore we proceed any further, hear me speak.\n\n' * 4),
+               dtype=np.uint16).tofile(prose_path)
+    proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', '--max_problems=2', cwd=work)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 0 < result['prose_val_loss'] < 10 and 'prose val loss: ' in proc.stdout
+    prose_path.write_bytes(b'\x01\x00' * 10)  # 10 tokens, shorter than a block
+    proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', cwd=work, check=False)
+    assert proc.returncode != 0 and 'fewer than block_size + 1 = 65' in proc.stderr

@@ -454,3 +454,61 @@ def test_no_labels_and_cli(tmp_path):
         prep.make_problem(random.Random(0), "dev")
     with pytest.raises(ValueError, match="'sqrt'"):
         prep.make_problem(random.Random(0), "train", op="sqrt")
+
+
+PROSE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+         "All:\nSpeak, speak.\n\n\n"
+         "MENENIUS:\nI tell you, 12 friends, most charitable care\nHave the patricians of you.\n\n"
+         "Second Citizen:\nWould you proceed especially against Caius Marcius? Act 3.\n\n"
+         "All:\nAgainst him first: he's a very dog to the commonalty.\n")
+
+
+def test_prose_mixture(tmp_path):
+    """--prose spreads a text's paragraphs between the problems, in order, labelled as text (digit runs as numbers,
+    answering nothing); val_prose.bin holds the val paragraphs alone; the problems are those of the same seed
+    without prose."""
+    prose_file = tmp_path / "prose.txt"
+    prose_file.write_text(PROSE)
+    small = dict(n_train=40, n_val=10, n_test=20, n_extrap=10, n_phrasing=10)
+    plain, mixed = tmp_path / "plain", tmp_path / "mixed"
+    prep.prepare(str(plain), **small)
+    summary = prep.prepare(str(mixed), prose=str(prose_file), **small)
+    paragraphs = prep.prose_paragraphs(str(prose_file))
+    assert [p.split(":")[0] for p in paragraphs["train"]] == ["First Citizen", "All", "MENENIUS", "Second Citizen"]
+    assert paragraphs["val"] == ["All:\nAgainst him first: he's a very dog to the commonalty.\n\n"]
+    itos = prep.ALPHABET
+    for split in ("train", "val"):
+        text = "".join(itos[i] for i in np.fromfile(mixed / f"{split}.bin", dtype=np.uint16))
+        plain_text = "".join(itos[i] for i in np.fromfile(plain / f"{split}.bin", dtype=np.uint16))
+        roles = np.fromfile(mixed / f"{split}_roles.bin", dtype=np.uint8)
+        answer_of = np.fromfile(mixed / f"{split}_answer_of.bin", dtype=np.int32)
+        plain_roles = np.fromfile(plain / f"{split}_roles.bin", dtype=np.uint8)
+        in_prose, pos = np.zeros(len(text), dtype=bool), 0
+        for paragraph in paragraphs[split]:  # in order, between whole problems
+            pos = text.index(paragraph, pos)
+            assert pos == 0 or text[pos - 1] == "\n"
+            in_prose[pos:pos + len(paragraph)] = True
+            pos += len(paragraph)
+        assert "".join(np.array(list(text))[~in_prose]) == plain_text  # the same problems, in the same order
+        np.testing.assert_array_equal(roles[~in_prose], plain_roles)
+        digits = np.array([c.isdigit() for c in text]) & in_prose
+        assert (roles[digits] == prep.CLASSES.index("digits")).all() and digits.sum() == 3 * (split == "train")
+        others = np.flatnonzero(in_prose & ~digits & (roles > 0))  # only the '.' right after a number (as in a problem)
+        assert [text[i - 5:i + 1] for i in others] == (["Act 3."] if split == "train" else [])
+        assert (roles[others] == prep.CLASSES.index("point")).all()
+        assert (answer_of[in_prose] == -1).all()
+        assert summary[split]["prose_tokens"] == in_prose.sum()
+    val_prose = np.fromfile(mixed / "val_prose.bin", dtype=np.uint16)
+    assert "".join(itos[i] for i in val_prose) == paragraphs["val"][0]
+    assert summary["paths"]["val_prose"] == str(mixed / "val_prose.bin")
+    prep.prepare(str(mixed), **small)  # no prose now: no prose loss to measure
+    assert not (mixed / "val_prose.bin").exists()
+
+    with pytest.raises(FileNotFoundError, match="--prose=PATH"):
+        prep.prepare(str(mixed), prose=str(tmp_path / "missing.txt"), **small)
+    prose_file.write_text("one paragraph only\n")
+    with pytest.raises(ValueError, match="1 paragraph"):
+        prep.prepare(str(mixed), prose=str(prose_file), **small)
+    prose_file.write_text("caf\u00e9\n\nna\u00efve\n")
+    with pytest.raises(ValueError, match="not in ALPHABET"):
+        prep.prepare(str(mixed), prose=str(prose_file), **small)

@@ -34,9 +34,10 @@ Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels
                            (column MAX_STEPS-1 is the answer, MAX_STEPS-2 the step before it, ...), NaN before
     meta.pkl               {'vocab_size', 'itos', 'stoi'} over ALPHABET (the same for every seed and size)
     problems.jsonl         test, extrap and phrasing problems with their exact answers and step values
+    val_prose.bin          with --prose (a mixture of prose and problems): the val prose alone, for its loss
 
 $ python data/numeric/prepare.py [--out_dir DIR] [--seed 1337] [--n_train 200000] [--max_digits 4] [--max_ops 4]
-                                 [--no-labels]
+                                 [--no-labels] [--tokenizer char|gpt2 --tiktoken_file PATH] [--prose PATH]
 """
 import argparse
 import json
@@ -506,13 +507,20 @@ for _c, _role in {**{d: "digits" for d in "0123456789"}, ",": "sep", ".": "point
     _ROLE_OF_ID[ALPHABET.index(_c)] = CLASSES.index(_role)
 
 
-def _stream(rng, split, n, max_digits, max_ops, exclude):
+def _stream(rng, split, n, max_digits, max_ops, exclude, prose=()):
     """n problems whose prompts are not in exclude, as one text and what its labels are made of: a dict with
     text, prompts, numbers (char spans of every number), answers (spans from the prompt's last char to the
-    answer's last char, end exclusive), steps (each problem's step values), max_chars (the longest problem)."""
+    answer's last char, end exclusive), steps (each problem's step values), max_chars (the longest problem).
+    prose, a list of paragraphs (str), is spread evenly between the problems, in order; its digit runs count
+    as numbers (the value extractor's labels say 'digits' there), and it answers nothing."""
     s = {"text": [], "prompts": [], "numbers": [], "answers": [], "steps": [], "max_chars": 0}
     pos = 0
-    for _ in tqdm(range(n), desc=f"numeric {split}", disable=n < 50_000, mininterval=1.0):
+    before = np.searchsorted(np.arange(len(prose)) * n // max(len(prose), 1), np.arange(n), side="right")
+    for i in tqdm(range(n), desc=f"numeric {split}", disable=n < 50_000, mininterval=1.0):
+        for paragraph in prose[before[i - 1] if i else 0:before[i]]:  # the paragraphs that go before problem i
+            s["text"].append(paragraph)
+            s["numbers"].extend((pos + m.start(), pos + m.end()) for m in re.finditer(r"\d+", paragraph))
+            pos += len(paragraph)
         p = _new_problem(rng, split, max_digits, max_ops, exclude)
         s["text"].append(p["text"])
         s["prompts"].append(p["prompt"])
@@ -604,17 +612,42 @@ LABEL_FILES = {"roles": "roles.bin", "answer_of": "answer_of.bin", "steps": "ste
 LEGACY_LABELS = ("values.bin", "answers.bin", "steps.bin")  # written by earlier versions; nothing reads them
 
 
+def prose_paragraphs(path):
+    """The paragraphs of the text file at path for a mixture: ({'train': [...], 'val': [...]}), each paragraph
+    a str ending in its blank line ("\n\n"; the last one gets it added), train the first 90% of the chars (whole
+    paragraphs), val the rest, as nanoGPT's shakespeare_char splits. Raises FileNotFoundError for a missing file,
+    ValueError for text outside ALPHABET or with fewer than two paragraphs."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no prose file {path}: pass --prose=PATH to a plain-text file "
+                                f"(e.g. the Tiny Shakespeare input.txt)")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read().replace("\r\n", "\n")
+    encode(text)  # names any char outside ALPHABET
+    paragraphs = [p.strip("\n") + "\n\n" for p in re.split(r"\n\s*\n", text) if p.strip()]
+    if len(paragraphs) < 2:
+        raise ValueError(f"{path} has {len(paragraphs)} paragraph(s): a mixture needs at least two, split by "
+                         f"blank lines (one for train, one for val)")
+    ends = np.cumsum([len(p) for p in paragraphs])
+    cut = min(max(int(np.searchsorted(ends, 0.9 * ends[-1])), 1), len(paragraphs) - 1)
+    return {"train": paragraphs[:cut], "val": paragraphs[cut:]}
+
+
 def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, n_phrasing=1000,
-            max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None):
+            max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None, prose=None):
     """Generate the corpus into out_dir (created if missing); same seed and sizes give byte-identical files.
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
     operands; extrap uses max_digits+1 .. max_digits+2. max_ops (2..MAX_STEPS) is the longest "multi" chain.
     labels=False skips {split}_roles.bin / _answer_of.bin / _steps.npy and removes stale ones. tokenizer "gpt2"
     writes the same problems as GPT-2 BPE tokens (gpt2_tokens; tiktoken_file: a local gpt2.tiktoken, else tiktoken
-    downloads its own) and no meta.pkl, as nanoGPT's BPE datasets. Returns a summary dict:
-    per split {'problems', 'max_chars'} (+ 'chars' for train and val), vocab_size, paths, seconds.
-    Raises ValueError for max_digits or max_ops out of range.
+    downloads its own) and no meta.pkl, as nanoGPT's BPE datasets. prose, a path to a plain-text file, makes a
+    mixture: its paragraphs (prose_paragraphs: the first 90% for train, the rest for val) are spread evenly
+    between the train and val problems, labelled as text (no answers; digit runs are numbers), and val_prose.bin
+    holds the val paragraphs alone, for the val loss on the prose (eval_numeric.py prints it); n_train sets the
+    mix (Tiny Shakespeare's ~1.0M train chars against ~27 chars a problem: n_train=40000 is about half prose).
+    Returns a summary dict: per split {'problems', 'max_chars'} (+ 'tokens' for train and val, and with prose
+    'prose_tokens'), vocab_size, paths, seconds. Raises ValueError for max_digits or max_ops out of range, and
+    FileNotFoundError / ValueError for a missing or unreadable prose file.
     """
     _check_sizes(max_digits, max_ops)
     if tokenizer not in ("char", "gpt2"):
@@ -624,6 +657,7 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
         from tokenizer import gpt2_encoding
         enc = gpt2_encoding(tiktoken_file)
     n_val = n_train // 20 if n_val is None else n_val
+    paragraphs = prose_paragraphs(prose) if prose else {"train": [], "val": []}
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     rngs = {split: random.Random(f"numeric:{seed}:{split}") for split in SPLITS}  # one stream per split
@@ -636,7 +670,7 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
                "vocab_size": enc.n_vocab if enc else len(ALPHABET), "paths": paths}
     exclude = {p["prompt"] for p in held_out["test"]}
     for split, n in (("val", n_val), ("train", n_train)):  # val first: train excludes test and val prompts
-        stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude)
+        stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude, paragraphs[split])
         exclude |= set(stream["prompts"])
         ids = encode(stream["text"])
         roles, answer_of = roles_labels(ids, stream["numbers"]), answer_of_labels(len(ids), stream["answers"])
@@ -654,6 +688,16 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
             if os.path.exists(path):
                 os.remove(path)
         summary[split] = {"problems": n, "tokens": len(ids), "max_chars": stream["max_chars"]}
+        if prose:
+            text = "".join(paragraphs[split])
+            summary[split]["prose_tokens"] = len(enc.encode_ordinary(text)) if enc else len(text)
+    prose_path = os.path.join(out_dir, "val_prose.bin")  # the val prose alone: its loss, apart from the problems'
+    if prose:
+        text = "".join(paragraphs["val"])
+        (np.asarray(enc.encode_ordinary(text), dtype=np.uint16) if enc else encode(text)).tofile(prose_path)
+        paths["val_prose"] = prose_path
+    elif os.path.exists(prose_path):  # a corpus with no prose has no prose loss
+        os.remove(prose_path)
 
     if enc:  # no meta.pkl: the scripts then read GPT-2 BPE, as for nanoGPT's shakespeare and openwebtext
         del paths["meta"]
@@ -691,10 +735,13 @@ if __name__ == "__main__":
     parser.add_argument("--tiktoken_file", default=None, help="with --tokenizer=gpt2: a local gpt2.tiktoken")
     parser.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
                         help="write {train,val}_roles.bin / _answer_of.bin / _steps.npy (the DAG's auxiliary labels)")
+    parser.add_argument("--prose", default=None,
+                        help="a plain-text file (e.g. Tiny Shakespeare) whose paragraphs are mixed in between the "
+                             "problems (90%% train, 10%% val), plus val_prose.bin for the loss on the prose alone")
     args = parser.parse_args()
     try:
         s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.n_phrasing,
-                    args.max_digits, args.max_ops, args.labels, args.tokenizer, args.tiktoken_file)
+                    args.max_digits, args.max_ops, args.labels, args.tokenizer, args.tiktoken_file, args.prose)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         sys.exit(f"prepare.py: {e}")
     print(f"numeric corpus, seed {s['seed']}, max_digits {s['max_digits']}, max_ops {s['max_ops']}, "
@@ -702,6 +749,8 @@ if __name__ == "__main__":
           f"problem; training crops to block_size)")
     for split in SPLITS:
         chars = f", {s[split]['tokens']:,} tokens" if "tokens" in s[split] else ""
+        if "prose_tokens" in s[split]:
+            chars += f" ({s[split]['prose_tokens'] / s[split]['tokens']:.0%} of them prose)"
         print(f"{split}: {s[split]['problems']:,} problems{chars}, longest {s[split]['max_chars']} chars")
     for name, path in s["paths"].items():
         print(f"  {name:15s} {path}")
