@@ -274,10 +274,10 @@ ROLE_OF = {**{d: CLASSES.index('digits') for d in '0123456789'}, ',': CLASSES.in
            'k': CLASSES.index('k'), '-': CLASSES.index('minus')}
 
 
-def wired_dag(depth=2, **kw):
+def wired_dag(depth=2, block_size=128, **kw):
     """A DAGGPT (n_embd 16) whose hidden state at each token is the layer norm of the one-hot of its role (plus
     a little noise)."""
-    model = tiny_dag(depth=depth, vocab_size=len(VOCAB), block_size=128, tokens=list(VOCAB), **kw)
+    model = tiny_dag(depth=depth, vocab_size=len(VOCAB), block_size=block_size, tokens=list(VOCAB), **kw)
     with torch.no_grad():
         for block in list(model.transformer.h) + [model.node_embed]:  # residual branches off: blocks pass x on
             block.attn.c_proj.weight.zero_()
@@ -328,12 +328,19 @@ def python_op(name, a, b):
             'identity': a}.get(name)
 
 
+CHOICES_TEXT = '6 + 9 = 15 and 1234567890 plus 9876543210 is -2.5k or 12,345 * 86 ='
+
+
 @pytest.mark.parametrize('mode', ['train', 'eval'])
 def test_learned_choices_compute_exactly(mode):
     """Whatever the (random, untrained) controller picks, every DAG value is the chosen op on the exact values."""
     model = wired_dag(depth=4, seed=3).train(mode == 'train')
-    text = '6 + 9 = 15 and 1234567890 plus 9876543210 is -2.5k or 12,345 * 86 ='
-    token_values, out = read_tokens(model, text)
+    assert_choices_exact(model, *read_tokens(model, CHOICES_TEXT))
+
+
+def assert_choices_exact(model, token_values, out):
+    """Every DAG value of out (DAGGPT.dag's dict, one row) is its chosen op on the exact values token_values (T,)
+    and the earlier steps' values: bit for bit where float64 holds the result."""
     T = token_values.numel()
     checked = 0
     for t in range(T):
@@ -348,6 +355,39 @@ def test_learned_choices_compute_exactly(mode):
                 assert out['values'][0, t, k] == dag_ops(torch.tensor(nodes[a], dtype=D),
                                                          torch.tensor(nodes[b], dtype=D))[o]
     assert checked > T  # most choices are exact ops
+
+
+def _ddp_rank(rank, world_size, init_file):
+    """One process of test_exact_under_ddp: GPT+DAG wrapped in DDP (gloo), a training step's forward and backward."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    try:
+        model = wired_dag(depth=4, seed=3, block_size=256)
+        seen = {}  # what the controller was given and computed inside DDP's forward
+        model.controller.register_forward_hook(lambda m, args, out: seen.update(token_values=args[1][0], out=out))
+        ddp = DDP(model)
+        text = 'x ' + ' y '.join(NUMBERS) + ' z ' + CHOICES_TEXT
+        idx = encode(text)
+        _, loss = ddp(idx[:, :-1], idx[:, 1:])
+        loss.backward()
+        pos = 2
+        for number in NUMBERS:  # every number read bitwise exactly
+            end = pos + len(number) - 1
+            assert seen['token_values'][end].item() == float(number.replace(',', '').replace('k', 'e3')), number
+            pos = end + 4
+        assert_choices_exact(model, seen['token_values'], seen['out'])
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_exact_under_ddp(tmp_path):
+    """Exact end to end in DDP, as train.py runs it under torchrun: two processes on the CPU (gloo), the numbers
+    and the learned choices' results bit for bit inside the wrapped module's training forward."""
+    import torch.multiprocessing as mp
+    mp.spawn(_ddp_rank, args=(2, str(tmp_path / 'init')), nprocs=2, join=True)
 
 
 def spelled(out, t, step=-1):
