@@ -11,7 +11,7 @@ $ python compare_numeric.py --models=gpt,dag,dag-nolabels --seeds=1337  # with a
 $ python compare_numeric.py --seconds=300                               # equal time instead of equal iterations
 $ python compare_numeric.py --train_args="--n_embd=64 --batch_size=16"   # more train.py settings for every run
 $ python compare_numeric.py --config=config/train_numeric_gpt2.py --tiktoken_file=gpt2.tiktoken  # in GPT-2 BPE
-$ python compare_numeric.py --train_args=--dataset=numeric_mix --models=gpt4,dag  # a mixture (prepare.py --prose)
+$ python compare_numeric.py --config=config/train_numeric_mix.py --models=gpt4,dag  # prose and problems mixed
 
 Prints each run's `iter` and `step` lines as they come (prefixed with [model-seed]), one line per run (with the
 val loss on the prose alone when the dataset is a mixture of prose and problems) and a summary table (mean and min..max over seeds), writes <out_dir>/compare.png (left: the val loss of every run, from

@@ -1,6 +1,10 @@
+import os
+
 import pytest
 
 from configurator import configure
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def settings():
@@ -117,3 +121,16 @@ def test_train_help_shows_comments(tmp_path):
     out = run_script('train.py', '--help', cwd=tmp_path).stdout
     assert '--dag_value_loss=1.0  # GPT+DAG: weight of the auxiliary loss' in out and '0 = off' in out
     assert 'adamw optimizer' not in out
+
+
+@pytest.mark.parametrize('config', sorted(os.listdir(os.path.join(ROOT, 'config'))))
+def test_every_config_file_sets_only_train_py_settings(config):
+    """Each config/*.py applies to train.py's settings (the part of train.py before configure runs) with no
+    unknown key and no type mismatch: configure would exit otherwise."""
+    with open(os.path.join(ROOT, 'train.py')) as f:
+        source = f.read()
+    settings_part = source[:source.index('set_by_user = configure(globals())')]
+    g = {'__file__': os.path.join(ROOT, 'train.py')}
+    exec(compile(settings_part, 'train.py', 'exec'), g)
+    changed = configure(g, [os.path.join(ROOT, 'config', config)])
+    assert changed, f"{config} changes no setting"
