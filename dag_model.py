@@ -106,7 +106,7 @@ class DAGGPTConfig(GPTConfig):
     dag_depth: int = 4  # DAG steps (new nodes) per position; 0 would be a plain GPT (use GPT)
     dag_topk: int = 4  # operand candidates per side whose results the backward pass weighs
     dag_window: int = 24  # longest number, in tokens, the value extractor reads
-    dag_value_loss: float = 1.0  # weight of the auxiliary loss when forward() is given roles / steps
+    dag_value_loss: float = 0.1  # weight of the auxiliary loss when forward() is given roles / steps
     dag_write_tokens: bool = False  # a logit path for each step's next token (BPE: digit tokens hold several digits)
 
 

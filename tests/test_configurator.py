@@ -119,7 +119,7 @@ def test_help_without_a_script_lists_names_and_values(capsys):
 def test_train_help_shows_comments(tmp_path):
     from conftest import run_script
     out = run_script('train.py', '--help', cwd=tmp_path).stdout
-    assert '--dag_value_loss=1.0  # GPT+DAG: weight of the auxiliary loss' in out and '0 = off' in out
+    assert '--dag_value_loss=0.1  # GPT+DAG: weight of the auxiliary loss' in out and '0 = off' in out
     assert 'adamw optimizer' not in out
 
 
