@@ -14,9 +14,10 @@ $ python compare_numeric.py --config=config/train_numeric_gpt2.py --tiktoken_fil
 $ python compare_numeric.py --config=config/train_numeric_mix.py --models=gpt4,dag  # prose and problems mixed
 
 Prints each run's `iter` and `step` lines as they come (prefixed with [model-seed]), one line per run (with the
-val loss on the prose alone when the dataset is a mixture of prose and problems) and a summary table (mean and min..max over seeds), writes <out_dir>/compare.png (left: the val loss of every run, from
-its metrics.jsonl; right: mean exact match by split and model, min..max over seeds as error bars) and prints its
-path, then the summary as a JSON line.
+val loss on the prose alone when the dataset is a mixture of prose and problems) and a summary table (mean and
+min..max over seeds), writes <out_dir>/compare.png (left: the val loss of every run, from its metrics.jsonl;
+right: mean exact match by split and model, min..max over seeds as error bars) and prints its path, then the
+summary as a JSON line.
 """
 import argparse
 import json

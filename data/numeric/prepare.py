@@ -658,6 +658,8 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
         enc = gpt2_encoding(tiktoken_file)
     n_val = n_train // 20 if n_val is None else n_val
     paragraphs = prose_paragraphs(prose) if prose else {"train": [], "val": []}
+    encode_prose = (lambda t: np.asarray(enc.encode_ordinary(t), dtype=np.uint16)) if enc else encode  # noqa: E731
+    prose_ids = {split: encode_prose("".join(p)) for split, p in paragraphs.items()} if prose else {}
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     rngs = {split: random.Random(f"numeric:{seed}:{split}") for split in SPLITS}  # one stream per split
@@ -689,12 +691,10 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
                 os.remove(path)
         summary[split] = {"problems": n, "tokens": len(ids), "max_chars": stream["max_chars"]}
         if prose:
-            text = "".join(paragraphs[split])
-            summary[split]["prose_tokens"] = len(enc.encode_ordinary(text)) if enc else len(text)
+            summary[split]["prose_tokens"] = len(prose_ids[split])
     prose_path = os.path.join(out_dir, "val_prose.bin")  # the val prose alone: its loss, apart from the problems'
     if prose:
-        text = "".join(paragraphs["val"])
-        (np.asarray(enc.encode_ordinary(text), dtype=np.uint16) if enc else encode(text)).tofile(prose_path)
+        prose_ids["val"].tofile(prose_path)
         paths["val_prose"] = prose_path
     elif os.path.exists(prose_path):  # a corpus with no prose has no prose loss
         os.remove(prose_path)
