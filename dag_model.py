@@ -12,8 +12,9 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         into the number that ends at that token ("12,345" -> 12345, "12" " 345" -> 12345)
   context blocks        two Blocks: e -> operand context and op context (B, T, n_embd)
   DAG controller        dag_depth steps; at position t each step attends over the nodes of tokens <= t and the
-                        step's earlier scratch nodes, picks two operands and one of the nine ops, and appends
-                        a new node (a float64 value and an embedding)
+                        step's earlier scratch nodes, picks two operands (a query per step) and one of the nine
+                        ops (a head per step, plus the op as read where the right operand starts: ' * 5'), and
+                        appends a new node (a float64 value and an embedding)
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
                         projection), one self-attention across the nodes, mean-pool, a small Block: dag_sem
   gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
@@ -49,9 +50,14 @@ Tried and left out (the main job, 750 iterations, seed 1337; NOTES.md): a gated 
 symbol straight into the logits (after Dietz & Klakow 2025): test 83.1% / extrap 79.5% against 85.4% / 80.1%
 without it, and 100% against 99.8% on 510 10-digit additions; an MLP of (context, step, previous node) in place of
 context + step_emb[k] for each step's choices: test 81.7%, multi-step 7.3% against 8.0%, and ~15% slower. (Nor
-did a corpus with a third of its problems multi-step help: 8.0%.) At 750 iterations the right program is among
-a chain step's candidates 61-98% of the time but gets only 0.07-0.17 of their probability: chains need more
-training.
+did a corpus with a third of its problems multi-step help: 8.0%.) Until issue 8's later work one query and one
+op head served every step, the step told only by an embedding added to the context: that shifts each step's
+logits by a constant, so the steps of a position all ran the same program (the last two steps of a chain chose
+the same op in 72 of 74 two-step test chains). A query and an op head per step alone: test 82.3% against 86.2%,
+one op 90.8% against 94.7% (the steps before a single op, never taught, fed noise to the readout); with those
+steps taught the first sub-expression's value too (program_loss): 85.9%, 94.8%; with the op read at the right
+operand as well: 89.4%, 98.5%, extrap 87.6% against 82.4%. Chains stay low (7%): the last step still repeats
+the inner step's operands and op in most chains.
 
 Tokenisation (issue 10): one code path for a character vocabulary (the numeric corpus, shakespeare_char) and
 GPT-2 BPE. Reading: the classifier decides what a token is in context ("12" " 345" is one number or two; " 66" in
@@ -429,19 +435,25 @@ class DAGController(nn.Module):
     (B, Tq, K, K, 9)).
 
     A step, in the order it runs (`step`): operand logits over the visible nodes (`operand_logits`), the
-    exploration sample and the top-K candidates of each operand (`choose`), the op, the candidate results
+    exploration sample and the top-K candidates of each operand (`choose`), the op (the step's own head plus
+    the op read at the right operand's anchor: an operator is written next to its right operand, " * 5",
+    "max(3, 5", "Subtract 5 from", so a token's context names the op that takes it; a scratch node is anchored
+    where its own left operand is, so "* (398 * 2)" reads the outer '*' at "398"), the candidate results
     (`candidate_results`), their straight-through features (`features`), the new node (`new_node`)."""
 
     def __init__(self, config):
         super().__init__()
         C = config.n_embd
         self.depth, self.topk = config.dag_depth, config.dag_topk
-        self.step_emb = nn.Embedding(config.dag_depth, C)  # which step is choosing (added to the contexts)
         self.scratch_emb = nn.Embedding(config.dag_depth, C)  # which step made a scratch node (in its key)
-        self.query = nn.Linear(C, 2 * C)  # one query per operand
+        # Each step reads its own direction of the contexts: a query per step and operand, an op head per step. (A
+        # step embedding added to one shared context only shifts every step's logits by a constant, so all steps
+        # of a position chose the same program and chains could not be computed: issue 8.)
+        self.query = nn.Linear(C, self.depth * 2 * C)
         self.key = nn.Linear(C, C)
         self.rank_emb = nn.Embedding(MAX_RANK, C)  # recency of a number among the numbers before a position
-        self.op_head = nn.Linear(C, len(OPS))
+        self.op_head = nn.Linear(C, self.depth * len(OPS))
+        self.op_anchor = nn.Linear(C, len(OPS))  # the op as read at a step's right operand (see `step`)
         self.op_emb = nn.Embedding(len(OPS), C)
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
@@ -450,17 +462,24 @@ class DAGController(nn.Module):
                 with_programs=False, cache=None, with_stats=False):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
+        anchor_logits = self.op_anchor(op_ctx).float()  # (B, Tq, 9)
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
-            token_keys, values, length = cache.extend_nodes(token_keys, values.detach(), length)
+            token_keys, values, length, anchor_logits = cache.extend_nodes(token_keys, values.detach(), length,
+                                                                           anchor_logits)
         B, Tq, C = operand_ctx.shape
         bias, rank = self.operand_mask(length, Tq)
         node_values = values.detach()[:, None, :].expand(B, Tq, -1)  # (B, Tq, Tk), then + k scratch values
+        queries = self.query(operand_ctx).view(B, Tq, self.depth, 2, C)  # every step's two operand queries
+        op_logits = self.op_head(op_ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
+        anchors = torch.arange(node_values.size(-1), device=values.device).expand(B, Tq, -1)  # (B, Tq, Tk)
         ctx = dict(token_keys=token_keys, scratch_keys=[], bias=bias, rank=rank, written=written,
-                   operand_ctx=operand_ctx, op_ctx=op_ctx, program=program, with_programs=with_programs)
+                   queries=queries, op_logits=op_logits, anchor_logits=anchor_logits, program=program,
+                   with_programs=with_programs)
         steps = []
         for k in range(self.depth):
-            step = self.step(k, node_values, **ctx)
+            step = self.step(k, node_values, anchors, **ctx)
             node_values = torch.cat([node_values, step['value'][..., None]], -1)
+            anchors = torch.cat([anchors, anchors.gather(-1, step['choice'][..., :1])], -1)  # a's anchor
             ctx['scratch_keys'].append(self.key(step['emb']))
             steps.append(step)
         out = {'values': node_values[:, :, token_keys.size(1):], 'feats': torch.stack([s['feats'] for s in steps], 2),
@@ -491,20 +510,23 @@ class DAGController(nn.Module):
         rank = seen[:, -Tq:, None] - seen[:, None, :] + (~is_self).long()
         return bias, rank.clamp(0, MAX_RANK - 1)
 
-    def step(self, k, node_values, token_keys, scratch_keys, bias, rank, written, operand_ctx, op_ctx, program,
-             with_programs):
+    def step(self, k, node_values, anchors, token_keys, scratch_keys, bias, rank, written, queries, op_logits,
+             anchor_logits, program, with_programs):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
-        them exactly, and make the new node. node_values (B, Tq, Tk + k) float64. Returns a dict of the step's
-        value (B, Tq) float64, feats, emb, choice, symbol (see forward) and what diagnostics and the auxiliary
-        loss need."""
-        C = operand_ctx.size(-1)
+        them exactly, and make the new node. node_values (B, Tq, Tk + k) float64; anchors (B, Tq, Tk + k) long,
+        the token each node's op is read at (a token its own, a scratch node its left operand's anchor);
+        queries (B, Tq, dag_depth, 2, C), op_logits (B, Tq, dag_depth, 9), anchor_logits (B, Tk, 9). Returns a dict of
+        the step's value (B, Tq) float64, feats, emb, choice, symbol (see forward) and what diagnostics and the
+        auxiliary loss need."""
         forced = program[k] if program is not None else None
-        q_a, q_b = self.query(operand_ctx + self.step_emb.weight[k]).split(C, dim=-1)
+        q_a, q_b = queries[:, :, k].unbind(2)
+        C = q_a.size(-1)
         keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(*q_a.shape[:2], 0, C)
         sides = [self.choose(self.operand_logits(q, token_keys, keys, bias, rank), node_values,
                              forced[side] if forced else None) for side, q in enumerate((q_a, q_b))]
         (i_a, p_a, v_a, full_a), (i_b, p_b, v_b, full_b) = sides
-        op_logits = self.op_head(op_ctx + self.step_emb.weight[k]).float()
+        anchor = anchors.gather(-1, i_b[..., :1])  # (B, Tq, 1): the token the right operand starts from
+        op_logits = op_logits[:, :, k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
         if forced:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
         p_op = F.softmax(op_logits, dim=-1)  # (B, Tq, 9)
@@ -600,9 +622,9 @@ class DAGCache:
     """What cached generation keeps of earlier positions (GPT+DAG's counterpart of model.KVCache): the trunk's
     KVCache, one KVCache per Block of the DAG, and per token the extractor's class choices (B, T, |CLASSES|)
     float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's
-    token nodes: keys (B, T, n_embd), values (B, T) float64 and number lengths (B, T) long. Position t depends only
-    on tokens <= t, so a new token needs these and nothing is re-run. DAGGPT.new_kv_cache makes one; GPT.generate
-    drives it."""
+    token nodes: keys (B, T, n_embd), values (B, T) float64, number lengths (B, T) long and op anchor logits
+    (B, T, 9). Position t depends only on tokens <= t, so a new token needs these and nothing is re-run.
+    DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
     BLOCKS = ('node_embed', 'operand_context', 'op_context', 'readout')
 
     def __init__(self, model, batch_size, max_len):
@@ -610,20 +632,23 @@ class DAGCache:
         cfg, w = model.config, model.lm_head.weight
         self.blocks = {name: KVCache(1, batch_size, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
                        for name in self.BLOCKS}
-        self.window = self.keys = self.values = self.length = None
+        self.window = self.nodes = None
 
     def extend_window(self, *tensors):
         """Append the new positions' class choices and digits; return every position's (each (B, T, ...))."""
-        self.window = tensors if self.window is None else tuple(torch.cat(p, 1) for p in zip(self.window, tensors))
+        self.window = append_positions(self.window, tensors)
         return self.window
 
-    def extend_nodes(self, keys, values, length):
-        """Append the new positions' token nodes; return every position's keys, values and lengths."""
-        if self.keys is not None:
-            keys, values, length = (torch.cat(pair, 1) for pair in
-                                    ((self.keys, keys), (self.values, values), (self.length, length)))
-        self.keys, self.values, self.length = keys, values, length
-        return keys, values, length
+    def extend_nodes(self, *nodes):
+        """Append the new positions' token nodes (keys, values, lengths, op anchor logits); return every
+        position's."""
+        self.nodes = append_positions(self.nodes, nodes)
+        return self.nodes
+
+
+def append_positions(old, new):
+    """The tuple of tensors new (each (B, T_new, ...)) after old (None, or a tuple of (B, T_old, ...)) along dim 1."""
+    return new if old is None else tuple(torch.cat(pair, 1) for pair in zip(old, new))
 
 
 def run_block(block, x, cache, name):
@@ -677,8 +702,14 @@ def program_loss(programs, steps):
     candidate does; pairs where none does teach nothing.
 
     programs: per DAG step, (results (B, T, K, K, 9) float64, probabilities (B, T, K, K, 9)); steps (B, T, S)
-    float64, right-aligned labels (NaN where none), so step k of D is taught column S - D + k."""
+    float64, right-aligned labels (NaN where none), so step k of D is taught column S - D + k. The steps before
+    a problem's first are taught its first value as well (any program that computes it, such as the same op
+    again), so that every step learns from every problem: left untaught, they fed noise to the readout (a
+    single op fell from 94.7% to 90.8%, NOTES.md)."""
     D, S = len(programs), steps.size(-1)
+    steps = steps.double()
+    first = (~steps.isnan()).long().argmax(-1, keepdim=True)  # the first labelled column (0 where none is)
+    steps = torch.where(torch.arange(S, device=steps.device) < first, steps.gather(-1, first), steps)
     nll, found = [], []
     for k, (results, probs) in enumerate(programs):
         if S - D + k < 0:

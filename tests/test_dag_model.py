@@ -122,6 +122,34 @@ def test_forced_program_executes_exactly():
     assert feats.shape == (2, T, 3, feats.size(-1))
 
 
+def test_steps_of_one_position_run_the_program_the_text_asks_for():
+    # (3 + 4) * 20 and (3 * 4) + 20: the same numbers, the ops in the opposite order, told apart by the contexts
+    # only; no other op computes any of the four steps. Trained through program_loss, the two steps must compute each
+    # row's own sub-expressions. With one op head shared by the steps (a step embedding added to the context), every
+    # step's op logits differed by a constant, so no weights could swap the order (issue 8: chains' steps all ran the
+    # same program).
+    from dag_model import program_loss
+    model = tiny_dag(depth=2).eval()  # eval: no exploration noise
+    T, C = 3, 16
+    values = torch.tensor([[3.0, 4.0, 20.0]] * 2, dtype=D)
+    length = torch.ones(2, T, dtype=torch.long)
+    torch.manual_seed(1)
+    e, ctx = torch.randn(1, T, C).expand(2, T, C), torch.randn(2, 1, C).expand(2, T, C)
+    steps = torch.full((2, T, 2), float('nan'), dtype=D)
+    steps[:, -1] = torch.tensor([[7.0, 140.0], [12.0, 32.0]], dtype=D)
+    controller = model.controller
+    opt = torch.optim.Adam(controller.parameters(), lr=3e-2)
+    for _ in range(150):
+        out = controller(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, ctx, with_programs=True)
+        loss = program_loss(out['programs'], steps)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = controller(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, ctx)
+    assert out['values'][:, -1].tolist() == [[7.0, 140.0], [12.0, 32.0]]
+
+
 @pytest.mark.parametrize('depth', [1, 2, 5])
 def test_one_node_per_step(depth):
     model = tiny_dag(depth=depth)
@@ -450,3 +478,18 @@ def test_explain_reads_the_numbers_and_describes_every_step():
         operands = {'1', '12', '3', '34', '345', 'step 1', 'step 2'}  # numbers as read so far, or earlier steps
         assert all(a in operands or a.startswith("'") for _, a, _, _ in row['steps'])
         assert 0 < row['gate'] < 1
+
+
+def test_program_loss_teaches_the_steps_before_a_problem_its_first_value():
+    # one labelled step (the answer 7) at depth 2: step 0 is taught 7 too, so the loss is the mean over both steps
+    from dag_model import program_loss
+    results = torch.zeros(1, 1, 1, 1, 9, dtype=D)
+    results[..., 0] = 7.0
+    probs = [torch.zeros(1, 1, 1, 1, 9) for _ in range(2)]
+    probs[0][..., 0], probs[1][..., 0] = 0.5, 0.25
+    steps = torch.full((1, 1, 8), float('nan'), dtype=D)
+    steps[..., -1] = 7.0
+    loss = program_loss([(results, probs[0]), (results, probs[1])], steps)
+    assert loss.item() == pytest.approx((math.log(2) + math.log(4)) / 2)
+    steps[..., -2:] = torch.tensor([3.0, 7.0], dtype=D)  # a two-step label: step 0 must compute 3, which none does
+    assert program_loss([(results, probs[0]), (results, probs[1])], steps).item() == pytest.approx(math.log(4))
