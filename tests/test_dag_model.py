@@ -139,7 +139,7 @@ def test_steps_of_one_position_run_the_program_the_text_asks_for():
     steps[:, -1] = torch.tensor([[7.0, 140.0], [12.0, 32.0]], dtype=D)
     controller = model.controller
     opt = torch.optim.Adam(controller.parameters(), lr=3e-2)
-    for _ in range(150):
+    for _ in range(60):
         out = controller(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, ctx, with_programs=True)
         loss = program_loss(out['programs'], steps)
         opt.zero_grad()
