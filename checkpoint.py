@@ -120,6 +120,6 @@ def model_from_checkpoint(checkpoint):
     except RuntimeError as e:
         first = str(e).strip().splitlines()[1:2] or [str(e)]
         raise ValueError(f"the checkpoint's weights do not fit its model_args ({first[0].strip()}); "
-                         f"it was saved by an older version of the model code, or edited, or mixed from two runs: retrain it "
-                         f"(or check out the commit that trained it)") from e
+                         f"it was saved by an older version of the model code, or edited, or mixed from two runs: "
+                         f"retrain it (or check out the commit that trained it)") from e
     return model

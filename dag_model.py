@@ -525,7 +525,7 @@ class DAGController(nn.Module):
         sides = [self.choose(self.operand_logits(q, token_keys, keys, bias, rank), node_values,
                              forced[side] if forced else None) for side, q in enumerate((q_a, q_b))]
         (i_a, p_a, v_a, full_a), (i_b, p_b, v_b, full_b) = sides
-        anchor = anchors.gather(-1, i_b[..., :1])  # (B, Tq, 1): the token the right operand starts from
+        anchor = anchors.gather(-1, i_b[..., :1])  # (B, Tq, 1): the token the right operand's op is read at
         op_logits = op_logits[:, :, k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
         if forced:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
