@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGGPTConfig, dag_ops, linear_scan,
-                       read_numbers, render_symbol, value_features)
+                       program_loss, read_numbers, render_symbol, value_features)
 
 D = torch.float64
 
@@ -128,7 +128,6 @@ def test_steps_of_one_position_run_the_program_the_text_asks_for():
     # row's own sub-expressions. With one op head shared by the steps (a step embedding added to the context), every
     # step's op logits differed by a constant, so no weights could swap the order (issue 8: chains' steps all ran the
     # same program).
-    from dag_model import program_loss
     model = tiny_dag(depth=2).eval()  # eval: no exploration noise
     T, C = 3, 16
     values = torch.tensor([[3.0, 4.0, 20.0]] * 2, dtype=D)
@@ -482,7 +481,6 @@ def test_explain_reads_the_numbers_and_describes_every_step():
 
 def test_program_loss_teaches_the_steps_before_a_problem_its_first_value():
     # one labelled step (the answer 7) at depth 2: step 0 is taught 7 too, so the loss is the mean over both steps
-    from dag_model import program_loss
     results = torch.zeros(1, 1, 1, 1, 9, dtype=D)
     results[..., 0] = 7.0
     probs = [torch.zeros(1, 1, 1, 1, 9) for _ in range(2)]
