@@ -35,7 +35,7 @@ SPLITS = ('test', 'extrap', 'phrasing')  # the held-out splits of data/numeric/p
 MODELS = {
     'dag': ('GPT+DAG, 4 layers, dag_depth 4', ['--dag_depth=4']),
     'dag-nolabels': ('GPT+DAG, no auxiliary labels (LM loss only)', ['--dag_depth=4', '--dag_value_loss=0']),
-    'gpt': ('GPT, 8 layers (about the same parameters)', ['--n_layer=8']),
+    'gpt': ('GPT, 9 layers (about the same parameters)', ['--n_layer=9']),
     'gpt4': ('GPT, 4 layers (the same trunk)', []),
 }
 
