@@ -11,9 +11,11 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         digits a token holds ("7", GPT-2's " 345"), and an exact linear recurrence turns both
                         into the number that ends at that token ("12,345" -> 12345, "12" " 345" -> 12345)
   context blocks        two Blocks: e -> operand context and op context (B, T, n_embd)
-  DAG controller        dag_depth steps; at position t each step attends over the nodes of tokens <= t and the
-                        step's earlier scratch nodes, picks two operands (a query per step) and one of the nine
-                        ops (a head per step, plus the op as read where the right operand starts: ' * 5'), and
+  DAG controller        dag_depth steps; at position t step k attends over the nodes of tokens <= t and the
+                        scratch nodes of steps < k at positions <= t (its own, and those of the positions
+                        right after a number, where "(3 + 4)" is computed at ")"), picks two operands (a query
+                        per step) and one of the nine ops (a head per step, plus the op as read where the right
+                        operand starts: ' * 5'), and
                         appends a new node (a float64 value and an embedding)
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
                         projection), one self-attention across the nodes, mean-pool, a small Block: dag_sem
@@ -22,7 +24,10 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         each step's value as the tokenizer chunks it ("48324" -> " 483", "24")
 
 What this design gets right where its public ancestor did not (SPEC.md, "What a better DAG must get right"):
-- Per position and causal, vectorised over T: position t only sees nodes of tokens <= t and its own scratch nodes.
+- Per position and causal, vectorised over T: position t only sees nodes of tokens <= t and scratch nodes of
+  positions <= t. Step k runs at every position at once and reads steps < k anywhere before, so an expression is
+  computed where its parts close: 3 + 4 at the ")" of "(3 + 4) * 5" (step 0), then 7 * 5 after the 5 (step 1),
+  each a single op on the last numbers and nodes read, not a parse of the whole expression at the answer.
 - Choices are hard in the forward pass, so a program is real arithmetic (3 + 4 is 7, not a blend of nine ops),
   and straight-through in the backward pass: the gradient of a choice is that of the expected bounded features
   of the exact results of the candidates (all nine ops, and the top dag_topk operands of each side), taken where
@@ -413,6 +418,13 @@ class ValueExtractor(nn.Module):
                 class_logits, digit_logits)
 
 
+def scratch_index(T, j, position=None):
+    """The node index (as in DAGController's choices and programs) of step j's scratch node at a position: an int,
+    or None for every query position's own (a (T,) long tensor, to force "step j of this position"). T: the
+    number of token nodes."""
+    return T * (1 + j) + (torch.arange(T) if position is None else position)
+
+
 class DAGController(nn.Module):
     """Runs dag_depth steps at every position. Inputs, for the Tq positions being computed: token node embeddings
     (B, Tq, n_embd), token values (B, Tq) float64, number lengths in tokens (B, Tq) long and in characters
@@ -420,15 +432,17 @@ class DAGController(nn.Module):
     contexts (B, Tq, n_embd). Tq is the whole sequence in training; in cached generation (cache, a DAGCache) only
     the new positions, and the nodes of earlier ones come from the cache.
     Optionally a program that forces the choices: one (a, b, op) per step, a and b indexing the nodes (token
-    positions 0..T-1, then scratch nodes T, T+1, ...), op a name in OPS; forced choices must be visible from the
-    position that reads them (a test and debugging aid); and with_programs, to also return every step's candidate
-    programs (what the auxiliary loss needs).
+    positions 0..T-1, then step j's scratch node at position s at T (1 + j) + s: scratch_index; an int, or a (T,)
+    tensor of one node per position), op a name in OPS; forced choices must be visible from the position that
+    reads them (a test and debugging aid); and with_programs, to also return every step's candidate programs
+    (what the auxiliary loss needs).
 
     Returns a dict: 'values' the scratch values (B, Tq, dag_depth) float64, exactly the chosen op on the chosen
     operands' values; 'feats' their readout features (B, Tq, dag_depth, N_VALUE_FEATURES + |SYMBOLS|); 'emb' the
     scratch nodes' embeddings (B, Tq, dag_depth, n_embd); 'choices' (B, Tq, dag_depth, 3) long, the node indices
-    of the two operands (token positions 0..Tk-1, then the scratch nodes Tk, Tk+1, ..., Tk the number of tokens
-    seen: T in training, the tokens so far in cached generation) and the OPS index of the op; 'symbols'
+    of the two operands (token positions 0..Tk-1, then step j's node at position s at Tk (1 + j) + s, Tk the
+    number of tokens seen: T in training, the tokens so far in cached generation) and the OPS index of the op;
+    'symbols'
     (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; with with_stats,
     'stats' (diagnostics, see DAGGPT.forward); with with_programs, 'programs': per step, (the results of
     every op on every pair of candidate operands (B, Tq, K, K, 9) float64, the probability the step gives each
@@ -438,7 +452,8 @@ class DAGController(nn.Module):
     exploration sample and the top-K candidates of each operand (`choose`), the op (the step's own head plus
     the op read at the right operand's anchor: an operator is written next to its right operand, " * 5",
     "max(3, 5", "Subtract 5 from", so a token's context names the op that takes it; a scratch node is anchored
-    where its own left operand is, so "* (398 * 2)" reads the outer '*' at "398"), the candidate results
+    where its own left operand is, so "* (398 * 2)" reads the outer '*' at "398"; a scratch node's key is its
+    value, op and step plus the key of its position's token, which says where it was computed), the candidate results
     (`candidate_results`), their straight-through features (`features`), the new node (`new_node`)."""
 
     def __init__(self, config):
@@ -452,6 +467,7 @@ class DAGController(nn.Module):
         self.query = nn.Linear(C, self.depth * 2 * C)
         self.key = nn.Linear(C, C)
         self.rank_emb = nn.Embedding(MAX_RANK, C)  # recency of a number among the numbers before a position
+        self.scratch_rank_emb = nn.Embedding(MAX_RANK, C) if self.depth > 1 else None  # of a scratch node's position
         self.op_head = nn.Linear(C, self.depth * len(OPS))
         self.op_anchor = nn.Linear(C, len(OPS))  # the op as read at a step's right operand (see `step`)
         self.op_emb = nn.Embedding(len(OPS), C)
@@ -467,22 +483,29 @@ class DAGController(nn.Module):
             token_keys, values, length, anchor_logits = cache.extend_nodes(token_keys, values.detach(), length,
                                                                            anchor_logits)
         B, Tq, C = operand_ctx.shape
-        bias, rank = self.operand_mask(length, Tq)
-        node_values = values.detach()[:, None, :].expand(B, Tq, -1)  # (B, Tq, Tk), then + k scratch values
+        Tk = token_keys.size(1)
+        masks = self.operand_mask(length, Tq)
         queries = self.query(operand_ctx).view(B, Tq, self.depth, 2, C)  # every step's two operand queries
         op_logits = self.op_head(op_ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
-        anchors = torch.arange(node_values.size(-1), device=values.device).expand(B, Tq, -1)  # (B, Tq, Tk)
-        ctx = dict(token_keys=token_keys, scratch_keys=[], bias=bias, rank=rank, written=written,
-                   queries=queries, op_logits=op_logits, anchor_logits=anchor_logits, program=program,
-                   with_programs=with_programs)
+        # the nodes, per kind (the tokens, then each step's scratch nodes): keys (B, Tk, C), values (B, Tk)
+        # float64, and the token each node's op is read at (B, Tk) long (a token its own, a scratch node its left
+        # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
+        nodes = {'keys': [token_keys], 'values': [values.detach()],
+                 'anchors': [torch.arange(Tk, device=values.device).expand(B, Tk)]}
+        ctx = dict(masks=masks, written=written, queries=queries, op_logits=op_logits, anchor_logits=anchor_logits,
+                   program=program, with_programs=with_programs)
         steps = []
         for k in range(self.depth):
-            step = self.step(k, node_values, anchors, **ctx)
-            node_values = torch.cat([node_values, step['value'][..., None]], -1)
-            anchors = torch.cat([anchors, anchors.gather(-1, step['choice'][..., :1])], -1)  # a's anchor
-            ctx['scratch_keys'].append(self.key(step['emb']))
+            step = self.step(k, nodes, **ctx)
+            node = (self.key(step['emb']) + token_keys[:, -Tq:], step['value'],
+                    torch.cat(nodes['anchors'], -1).gather(-1, step['choice'][..., 0]))
+            if cache is not None:
+                node = cache.extend_scratch(k, node)
+            for name, x in zip(('keys', 'values', 'anchors'), node):
+                nodes[name].append(x)
             steps.append(step)
-        out = {'values': node_values[:, :, token_keys.size(1):], 'feats': torch.stack([s['feats'] for s in steps], 2),
+        out = {'values': torch.stack([s['value'] for s in steps], -1),
+               'feats': torch.stack([s['feats'] for s in steps], 2),
                'emb': torch.stack([s['emb'] for s in steps], 2),
                'choices': torch.stack([s['choice'] for s in steps], 2),
                'symbols': torch.stack([s['symbol'] for s in steps], -1)}
@@ -497,7 +520,10 @@ class DAGController(nn.Module):
         node: the logit bias (B, Tq, Tk) float32 (0 for a number's last token, NOT_A_NUMBER for other past tokens,
         FUTURE for future ones) and the recency rank (B, Tq, Tk) long among numbers, capped at MAX_RANK - 1: 0 for
         the number at the query position itself, 1 for the last one before it, ... ("the second-to-last number" is
-        one learned direction, whatever the numbers' lengths)."""
+        one learned direction, whatever the numbers' lengths); then the logit bias (B, Tq, Tk) of the scratch
+        nodes of every position: 0 at the query position itself and at the positions right after a number ends
+        (where a sub-expression's last operand has just been read: "(3 + 4)" is computed at ")"), else as for the
+        tokens. A scratch node's rank is the same rank of its position (with its own embedding)."""
         Tk = length.size(1)
         pos = torch.arange(Tk - Tq, Tk, device=length.device)[:, None]  # (Tq, 1): each query's position
         node = torch.arange(Tk, device=length.device)[None, :]  # (1, Tk)
@@ -508,24 +534,23 @@ class DAGController(nn.Module):
         bias = torch.where(node <= pos, torch.where(ends, 0.0, NOT_A_NUMBER), FUTURE)
         seen = F.pad(torch.cumsum(ends_before.long(), dim=1)[:, :-1], (1, 0))  # (B, Tk): numbers ended before t
         rank = seen[:, -Tq:, None] - seen[:, None, :] + (~is_self).long()
-        return bias, rank.clamp(0, MAX_RANK - 1)
+        after_end = F.pad(ends_before[:, :-1], (1, 0))[:, None, :] | is_self  # (B, Tq, Tk)
+        scratch_bias = torch.where(node <= pos, torch.where(after_end, 0.0, NOT_A_NUMBER), FUTURE)
+        return bias, rank.clamp(0, MAX_RANK - 1), scratch_bias
 
-    def step(self, k, node_values, anchors, token_keys, scratch_keys, bias, rank, written, queries, op_logits,
-             anchor_logits, program, with_programs):
+    def step(self, k, nodes, masks, written, queries, op_logits, anchor_logits, program, with_programs):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
-        them exactly, and make the new node. node_values (B, Tq, Tk + k) float64; anchors (B, Tq, Tk + k) long,
-        the token each node's op is read at (a token its own, a scratch node its left operand's anchor);
-        queries (B, Tq, dag_depth, 2, C), op_logits (B, Tq, dag_depth, 9), anchor_logits (B, Tk, 9). Returns a dict of
-        the step's value (B, Tq) float64, feats, emb, choice, symbol (see forward) and what diagnostics and the
-        auxiliary loss need."""
+        them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
+        steps' scratch nodes (see forward); masks: operand_mask's; queries (B, Tq, dag_depth, 2, C), op_logits
+        (B, Tq, dag_depth, 9), anchor_logits (B, Tk, 9). Returns a dict of the step's value (B, Tq) float64, feats,
+        emb, choice, symbol (see forward) and what diagnostics and the auxiliary loss need."""
         forced = program[k] if program is not None else None
         q_a, q_b = queries[:, :, k].unbind(2)
-        C = q_a.size(-1)
-        keys = torch.stack(scratch_keys, dim=2) if scratch_keys else token_keys.new_zeros(*q_a.shape[:2], 0, C)
-        sides = [self.choose(self.operand_logits(q, token_keys, keys, bias, rank), node_values,
+        node_values = torch.cat(nodes['values'], -1)[:, None, :].expand(*q_a.shape[:2], -1)  # (B, Tq, N)
+        sides = [self.choose(self.operand_logits(q, nodes['keys'], masks), node_values,
                              forced[side] if forced else None) for side, q in enumerate((q_a, q_b))]
         (i_a, p_a, v_a, full_a), (i_b, p_b, v_b, full_b) = sides
-        anchor = anchors.gather(-1, i_b[..., :1])  # (B, Tq, 1): the token the right operand's op is read at
+        anchor = torch.cat(nodes['anchors'], -1).gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
         op_logits = op_logits[:, :, k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
         if forced:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
@@ -541,20 +566,25 @@ class DAGController(nn.Module):
                                 p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])
         return step
 
-    def operand_logits(self, q, token_keys, scratch_keys, bias, rank):
-        """Query q (B, Tq, C) -> logits (B, Tq, Tk + k) float32 over the token nodes (a dot-product with their keys,
-        plus the recency rank's embedding, plus the mask's bias) and the position's k scratch nodes."""
+    def operand_logits(self, q, keys, masks):
+        """Query q (B, Tq, C) -> logits (B, Tq, Tk (1 + k)) float32 over the token nodes and every position's k
+        scratch nodes (keys: a list of (B, Tk, C)): a dot-product with their keys, plus the recency rank's
+        embedding, plus the mask's bias (masks: operand_mask's)."""
+        bias, rank, scratch_bias = masks
         C = q.size(-1)
-        token_logits = q @ token_keys.transpose(1, 2) + (q @ self.rank_emb.weight.T).gather(-1, rank)
-        return torch.cat([token_logits / math.sqrt(C) + bias,
-                          (q[:, :, None, :] * scratch_keys).sum(-1) / math.sqrt(C)], dim=-1).float()
+        logits = [(q @ keys[0].transpose(1, 2) + (q @ self.rank_emb.weight.T).gather(-1, rank)) / math.sqrt(C) + bias]
+        if len(keys) > 1:
+            scratch_rank_logits = (q @ self.scratch_rank_emb.weight.T).gather(-1, rank)
+        for key in keys[1:]:
+            logits.append((q @ key.transpose(1, 2) + scratch_rank_logits) / math.sqrt(C) + scratch_bias)
+        return torch.cat(logits, -1).float()
 
     def choose(self, logits, node_values, forced=None):
         """Operand logits (B, Tq, N) -> the top-K candidate nodes (B, Tq, K) long, sorted by the exploration
         sample so that index 0 is the hard choice; their renormalised probabilities (B, Tq, K); their values
         (B, Tq, K) float64; the full softmax (B, Tq, N). forced, a node index, overrides the choice."""
         if forced is not None:
-            logits = logits + FORCE * F.one_hot(torch.tensor(forced, device=logits.device), logits.size(-1))
+            logits = logits + FORCE * F.one_hot(torch.as_tensor(forced, device=logits.device), logits.size(-1))
         K = min(self.topk, logits.size(-1))
         i = self.explore(logits).topk(K, dim=-1).indices
         probs = F.softmax(logits, dim=-1)
@@ -633,6 +663,7 @@ class DAGCache:
         self.blocks = {name: KVCache(1, batch_size, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
                        for name in self.BLOCKS}
         self.window = self.nodes = None
+        self.scratch = [None] * model.config.dag_depth
 
     def extend_window(self, *tensors):
         """Append the new positions' class choices and digits; return every position's (each (B, T, ...))."""
@@ -644,6 +675,11 @@ class DAGCache:
         position's."""
         self.nodes = append_positions(self.nodes, nodes)
         return self.nodes
+
+    def extend_scratch(self, k, node):
+        """Append the new positions' scratch node of step k (key, value, anchor); return every position's."""
+        self.scratch[k] = append_positions(self.scratch[k], node)
+        return self.scratch[k]
 
 
 def append_positions(old, new):
@@ -854,7 +890,8 @@ class DAGGPT(GPT):
         """What the DAG read and computed at each position of idx (1, T) long, in eval mode: a list of T dicts
         {'token': the token's text, 'numbers': [(text, value)] the numbers visible there (ended at or before it),
         'steps': [(op, a, b, result)] with the operands a, b as text (a number's value, 'step k' for an earlier
-        step, or a non-number token in quotes), 'gate': how open the gate is (0..1)}. decode: list[int] -> str.
+        step of the position, 'step k @ -3' for one of the position 3 tokens back, or a non-number token in
+        quotes), 'gate': how open the gate is (0..1)}. decode: list[int] -> str.
         Position t's DAG computes what predicts token t + 1. Raises ValueError for more than one row."""
         if idx.size(0) != 1:
             raise ValueError(f"explain reads one sequence (1, T), got {tuple(idx.shape)}")
@@ -874,8 +911,11 @@ class DAGGPT(GPT):
         for t in range(T):
             visible = [s for s in ends if s < t] + ([t] if length[t] > 0 else [])  # the current one may still grow
 
-            def node(n):
-                return f"step {n - T + 1}" if n >= T else show(values[n]) if n in visible else repr(tokens[n])
+            def node(n):  # a token's number, a scratch node (step j + 1 at position s), or a token's text
+                if n >= T:
+                    j, s = divmod(n - T, T)
+                    return f"step {j + 1}" + ('' if s == t else f" @ {s - t}")
+                return show(values[n]) if n in visible else repr(tokens[n])
             steps = [(OPS[o], node(a), node(b), show(v)) for (a, b, o), v in
                      zip(out['choices'][0, t].tolist(), out['values'][0, t].tolist())]
             rows.append({'token': tokens[t], 'numbers': [(number(s), values[s]) for s in visible], 'steps': steps,

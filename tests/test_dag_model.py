@@ -1,10 +1,11 @@
 import math
+import re
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGGPTConfig, dag_ops, linear_scan,
+from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGGPTConfig, dag_ops, linear_scan, scratch_index,
                        program_loss, read_numbers, render_symbol, value_features)
 
 D = torch.float64
@@ -113,7 +114,7 @@ def test_forced_program_executes_exactly():
     e = torch.randn(2, T, 16)
     classes = torch.zeros(2, T, len(CLASSES))
     length = torch.ones(2, T, dtype=torch.long)
-    program = [(0, 1, 'add'), (T + 0, 2, 'multiply'), (T + 1, 0, 'identity')]
+    program = [(0, 1, 'add'), (scratch_index(T, 0), 2, 'multiply'), (scratch_index(T, 1), 0, 'identity')]
     out = model.controller(e, values, length, length, classes, e, e, program)
     dag_values, feats = out['values'], out['feats']
     assert dag_values.shape == (2, T, 3) and dag_values.dtype == D
@@ -128,7 +129,7 @@ def test_steps_of_one_position_run_the_program_the_text_asks_for():
     # row's own sub-expressions. With one op head shared by the steps (a step embedding added to the context), every
     # step's op logits differed by a constant, so no weights could swap the order (issue 8: chains' steps all ran the
     # same program).
-    model = tiny_dag(depth=2).eval()  # eval: no exploration noise
+    model = tiny_dag(depth=2)  # trained with exploration (the candidates change), checked in eval mode (argmax)
     T, C = 3, 16
     values = torch.tensor([[3.0, 4.0, 20.0]] * 2, dtype=D)
     length = torch.ones(2, T, dtype=torch.long)
@@ -138,14 +139,14 @@ def test_steps_of_one_position_run_the_program_the_text_asks_for():
     steps[:, -1] = torch.tensor([[7.0, 140.0], [12.0, 32.0]], dtype=D)
     controller = model.controller
     opt = torch.optim.Adam(controller.parameters(), lr=3e-2)
-    for _ in range(60):
+    for _ in range(100):
         out = controller(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, ctx, with_programs=True)
         loss = program_loss(out['programs'], steps)
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = controller(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, ctx)
+        out = controller.eval()(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, ctx)
     assert out['values'][:, -1].tolist() == [[7.0, 140.0], [12.0, 32.0]]
 
 
@@ -371,7 +372,7 @@ def assert_choices_exact(model, token_values, out):
     T = token_values.numel()
     checked = 0
     for t in range(T):
-        nodes = token_values.tolist() + out['values'][0, t].tolist()  # what position t can pick from
+        nodes = token_values.tolist() + out['values'][0].T.flatten().tolist()  # tokens, then each step's nodes
         for k in range(model.config.dag_depth):
             a, b, o = out['choices'][0, t, k].tolist()
             expected = python_op(OPS[o], nodes[a], nodes[b])
@@ -440,7 +441,7 @@ def test_forced_programs_render_the_exact_answer(mode, prompt, program, answer):
     model = wired_dag(depth=len(program)).train(mode == 'train')
     text = prompt + answer + '\n'
     T = len(text)
-    at = lambda s: prompt.index(s) + len(s) - 1 if isinstance(s, str) else T + s  # noqa: E731
+    at = lambda s: prompt.index(s) + len(s) - 1 if isinstance(s, str) else scratch_index(T, s)  # noqa: E731
     forced = [(at(a), at(b), op) for a, b, op in program]
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=mode == 'bf16'):
         _, out, _ = model.dag(encode(text), model.hidden_states(encode(text)), program=forced)
@@ -449,6 +450,28 @@ def test_forced_programs_render_the_exact_answer(mode, prompt, program, answer):
         assert out['values'][0, t, -1].item() == float(answer)
         written = t - first  # answer chars already written at t
         assert spelled(out, t) == answer[written:]
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval', 'bf16'])
+def test_a_step_reads_the_node_an_earlier_position_computed(mode):
+    """(3 + 4) * 5 as the corpus labels it: step 0 computes 3 + 4 at ')' (the position right after the 4), and
+    step 1 at the answer positions multiplies that position's scratch node by 5, exactly. Only scratch nodes of
+    positions right after a number (and of the position itself) can be picked: the '+' computed nothing."""
+    model = wired_dag(depth=2).train(mode == 'train')
+    text = '(3 + 4) * 5 = 35\n'
+    T, close = len(text), text.index(')')
+    forced = [(text.index('3'), text.index('4'), 'add'), (scratch_index(T, 0, close), text.index('5'), 'multiply')]
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=mode == 'bf16'):
+        _, out, _ = model.dag(encode(text), model.hidden_states(encode(text)), program=forced)
+    assert out['values'][0, close, 0].item() == 7.0
+    first = text.index('=') + 1  # the prompt's last char
+    for t in range(first, T - 1):
+        assert out['values'][0, t].tolist() == [7.0, 35.0]
+        assert spelled(out, t) == '35'[t - first:]
+    assert out['choices'][0, first, 1, 0].item() == scratch_index(T, 0, close)
+    _, _, scratch_bias = model.controller.operand_mask(out["length"], T)
+    assert scratch_bias[0, first, close] == 0 and scratch_bias[0, first, first] == 0  # ')' and itself
+    assert scratch_bias[0, first, text.index('+')] < -1e8 and scratch_bias[0, close, close + 1] < -1e8  # future
 
 
 def test_explain_reads_the_numbers_and_describes_every_step():
@@ -475,7 +498,8 @@ def test_explain_reads_the_numbers_and_describes_every_step():
     for t, row in enumerate(rows):
         assert [v for *_, v in row['steps']] == [format(v, '.15g') for v in out['values'][0, t].tolist()]
         operands = {'1', '12', '3', '34', '345', 'step 1', 'step 2'}  # numbers as read so far, or earlier steps
-        assert all(a in operands or a.startswith("'") for _, a, _, _ in row['steps'])
+        assert all(a in operands or a.startswith("'") or re.fullmatch(r"step [12] @ -\d+", a)
+                   for _, a, _, _ in row['steps'])
         assert 0 < row['gate'] < 1
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from dag_model import CLASSES, MAX_VALUE, OPS, DAGGPT, DAGGPTConfig
+from dag_model import CLASSES, MAX_VALUE, OPS, DAGGPT, DAGGPTConfig, scratch_index
 from data.numeric.prepare import ALPHABET, encode
 
 BLOCK = 48
@@ -151,8 +151,9 @@ def test_forced_programs_finite(seed):
     x = torch.from_numpy(encode((text + fuzz_text(rng))[:BLOCK]).astype(np.int64))[None]
     ends = [len(a) - 1, len(a) + 3 + len(b) - 1]
     ops = ['pow', 'divide', 'log', 'multiply'] * 2 + list(OPS)
-    program = [(rng.choice(ends + [BLOCK + j for j in range(k)]), rng.choice(ends + [BLOCK + j for j in range(k)]),
-                rng.choice(ops)) for k in range(model.config.dag_depth)]
+    own = [scratch_index(x.size(1), j) for j in range(model.config.dag_depth)]  # each position's own steps
+    program = [(rng.choice(ends + own[:k]), rng.choice(ends + own[:k]), rng.choice(ops))
+               for k in range(model.config.dag_depth)]
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=seed >= 2), torch.no_grad():
         _, out, _ = model.dag(x, model.hidden_states(x), program=program)
     read = min(MAX_VALUE, float(a.replace(',', '').replace('k', 'e3')))  # past 15 digits, only to ~1e-16 relative
