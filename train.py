@@ -69,7 +69,7 @@ dag_depth = 0  # 0: plain GPT; > 0: GPT+DAG with this many DAG steps (dag_model.
 dag_topk = 4  # GPT+DAG: operand candidates per side whose results the backward pass weighs
 dag_window = 24  # GPT+DAG: longest number, in tokens, the value extractor reads
 dag_value_loss = 0.1  # GPT+DAG: weight of the auxiliary loss on labelled numbers, used when the dataset has
-                      # the labels (data/<dataset>/train_roles.bin, _answer_of.bin, _steps.npy, written by
+                      # the labels (data/<dataset>/train_roles.bin, _steps_of.bin, _steps.npy, written by
                       # data/numeric/prepare.py); 0 = off. 0.1 beat 1.0 on the main job (test 88.7% against
                       # 82.9%, 3 seeds) and spares the trunk for prose (NOTES.md, issue 10)
 # adamw optimizer
@@ -201,19 +201,20 @@ def get_batch(split, with_labels=False):
 
 
 # GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
-# them): the role of each token in a number (a digit, a separator, ...), and the value of every step of the
-# stated result's computation at the positions that write it
-LABEL_FILES = ('roles.bin', 'answer_of.bin', 'steps.npy')
+# them): the role of each token in a number (a digit, a separator, ...), and the values the DAG's steps should
+# compute at the positions where a sub-expression's last number has been read and where the answer is written
+LABEL_FILES = ('roles.bin', 'steps_of.bin', 'steps.npy')
 
 
 def get_labels(split, ix):
     """The labels of the windows starting at ix, aligned with x: {'roles': (B, T) long, the CLASSES index of
-    each token; 'steps': (B, T, S) float64, the problem's step values right-aligned, NaN outside answers}."""
+    each token; 'steps': (B, T, S) float64, the values each DAG step should compute there (data/numeric's
+    steps labels), NaN where none}."""
     path = lambda name: os.path.join(data_dir, f'{split}_{name}')  # noqa: E731
     roles = np.memmap(path('roles.bin'), dtype=np.uint8, mode='r')
-    answer_of = np.memmap(path('answer_of.bin'), dtype=np.int32, mode='r')  # the problem a token answers, or -1
-    steps = np.load(path('steps.npy'), mmap_mode='r')  # (problems, S)
-    rows = np.stack([answer_of[i:i + block_size] for i in ix])  # (B, T)
+    steps_of = np.memmap(path('steps_of.bin'), dtype=np.int32, mode='r')  # the label row of a token, or -1
+    steps = np.load(path('steps.npy'), mmap_mode='r')  # (rows, S)
+    rows = np.stack([steps_of[i:i + block_size] for i in ix])  # (B, T)
     return {'roles': torch.stack([torch.from_numpy(roles[i:i + block_size].astype(np.int64)) for i in ix]),
             'steps': torch.from_numpy(np.where(rows[..., None] >= 0, steps[np.maximum(rows, 0)], np.nan))}
 

@@ -230,25 +230,29 @@ def test_prepare_writes_the_corpus_in_gpt2_tokens(tmp_path, enc, gpt2_tokens):
     assert not (out / 'meta.pkl').exists()
     ids = np.fromfile(out / 'train.bin', dtype=np.uint16)
     roles = np.fromfile(out / 'train_roles.bin', dtype=np.uint8)
-    answer_of = np.fromfile(out / 'train_answer_of.bin', dtype=np.int32)
+    steps_of = np.fromfile(out / 'train_steps_of.bin', dtype=np.int32)
     steps = np.load(out / 'train_steps.npy')
-    assert len(ids) == len(roles) == len(answer_of) and len(steps) == 300
+    assert len(ids) == len(roles) == len(steps_of) and len(steps) >= 300
     text = enc.decode(ids.tolist())
     lines = text.splitlines()
     assert len(lines) == 300 and enc.encode_ordinary(text) == ids.tolist()
     # read every number back from the token roles, with the tables and recurrence the model uses
     model = role_wired_dag(gpt2_tokens, 50304)
     first = 0
-    for problem in range(20):  # the first 20 problems: the answer's span and value
-        span = np.flatnonzero(answer_of == problem)
-        assert span.size and span[0] >= first
-        answer_text = enc.decode(ids[span[1]:span[-1] + 1].tolist()).strip()
-        assert float(answer_text) == steps[problem, -1]
-        assert enc.decode(ids[span[-1] + 1:span[-1] + 2].tolist()) == '\n'
-        seq = ids[first:span[-1] + 1].tolist()
-        values, _ = read(model, seq, [CLASSES[r] for r in roles[first:span[-1] + 1]])
-        assert values[-1] == steps[problem, -1]
-        first = span[-1] + 2
+    newlines = np.flatnonzero(ids == enc.encode_ordinary('\n')[0])
+    for end in newlines[:20]:  # the first 20 problems: the answer's span and value, and a close token's row
+        row = steps_of[end - 1]  # the answer's last token
+        span = np.flatnonzero(steps_of[first:end] == row) + first
+        assert span.size and np.array_equal(span, np.arange(span[0], end))  # one run, up to the answer's end
+        answer_text = enc.decode(ids[span[1]:end].tolist()).strip()
+        assert float(answer_text) == steps[row, -1]
+        closes = np.flatnonzero(steps_of[first:span[0]] >= 0) + first  # inside the prompt: where ops close
+        assert (roles[closes - 1] != 0).all()  # right after a number's last token (or its ',' / '.')
+        assert (steps[steps_of[span[0]]] == steps[row])[~np.isnan(steps[row])].all()
+        seq = ids[first:end].tolist()
+        values, _ = read(model, seq, [CLASSES[r] for r in roles[first:end]])
+        assert values[-1] == steps[row, -1]
+        first = end + 1
 
 
 def test_prose_mixture_in_gpt2_tokens(tmp_path, enc):
@@ -266,11 +270,11 @@ def test_prose_mixture_in_gpt2_tokens(tmp_path, enc):
         assert enc.decode(ids) == chars and ids == enc.encode_ordinary(chars)
     ids = np.fromfile(tmp_path / 'bpe' / 'train.bin', dtype=np.uint16)
     roles = np.fromfile(tmp_path / 'bpe' / 'train_roles.bin', dtype=np.uint8)
-    answer_of = np.fromfile(tmp_path / 'bpe' / 'train_answer_of.bin', dtype=np.int32)
+    steps_of = np.fromfile(tmp_path / 'bpe' / 'train_steps_of.bin', dtype=np.int32)
     start = enc.decode(ids.tolist()).index('MENENIUS')
     first = len(enc.encode_ordinary(enc.decode(ids.tolist())[:start]))
     paragraph = list(range(first, first + len(enc.encode_ordinary("MENENIUS:\nI tell you, 12 friends.\n\n"))))
     assert [CLASSES[roles[i]] for i in paragraph if enc.decode([int(ids[i])]) == ' 12'] == ['digits']
-    assert sum(roles[i] != 0 for i in paragraph) == 1 and (answer_of[paragraph] == -1).all()
+    assert sum(roles[i] != 0 for i in paragraph) == 1 and (steps_of[paragraph] == -1).all()
     val_prose = np.fromfile(tmp_path / 'bpe' / 'val_prose.bin', dtype=np.uint16).tolist()
     assert enc.decode(val_prose) == "Second Citizen:\nOne word.\n\n"

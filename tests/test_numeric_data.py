@@ -30,7 +30,7 @@ def corpus(tmp_path_factory):
         ids = np.fromfile(os.path.join(out_dir, f"{split}.bin"), dtype=np.uint16)
         texts[split] = "".join(meta["itos"][int(i)] for i in ids)
         labels[split] = {name: np.fromfile(os.path.join(out_dir, f"{split}_{name}.bin"), dtype=dtype)
-                         for name, dtype in (("roles", np.uint8), ("answer_of", np.int32))}
+                         for name, dtype in (("roles", np.uint8), ("steps_of", np.int32))}
         labels[split]["steps"] = np.load(os.path.join(out_dir, f"{split}_steps.npy"))
     with open(os.path.join(out_dir, "problems.jsonl")) as f:
         problems = [json.loads(line) for line in f]
@@ -75,15 +75,17 @@ def slot_value(text):
 
 
 def evaluate_expression(expr):
-    """Exact value of an infix expression (+ - * / unary minus, parentheses, max(,), min(,)) and the (op, value)
-    of every binary op in evaluation order."""
+    """Exact value of an infix expression (+ - * / unary minus, parentheses, max(,), min(,)) and the (op, value,
+    height, end) of every binary op in evaluation order: its height in the expression's tree (1 for an op on two
+    numbers) and the index in expr just past its last number."""
     tokens, pos = [], 0
     while pos < len(expr):
         m = TOKEN.match(expr, pos)
         assert m, f"cannot tokenize {expr!r} at {pos}"
-        tokens.append(("num", prep.parse_number(m.group("num"))) if m.group("num") else ("op", m.group("op")))
+        tokens.append(("num", prep.parse_number(m.group("num")), m.end()) if m.group("num") else
+                      ("op", m.group("op"), m.end()))
         pos = m.end()
-    tokens.append(("op", "end"))
+    tokens.append(("op", "end", pos))
     i, steps = 0, []
 
     def take(expected=None):
@@ -93,9 +95,13 @@ def evaluate_expression(expr):
         i += 1
         return value
 
-    def record(op, a, b):
-        steps.append((op, BINARY[op](a, b)))
-        return steps[-1][1]
+    def number(sign):  # (value, height 0, end)
+        end = tokens[i][2]
+        return sign * take(), 0, end
+
+    def record(op, a, b):  # a, b: (value, height, end)
+        steps.append((op, BINARY[op](a[0], b[0]), 1 + max(a[1], b[1]), b[2]))
+        return steps[-1][1:]
 
     def sum_():
         value = product()
@@ -115,9 +121,9 @@ def evaluate_expression(expr):
         if tokens[i][1] == "-":
             take()
             assert tokens[i][0] == "num", f"a '-' sign must precede a number in {expr!r}"
-            return -take()
+            return number(-1)
         if tokens[i][0] == "num":
-            return take()
+            return number(1)
         name = take()
         if name == "(":
             value = sum_()
@@ -133,16 +139,17 @@ def evaluate_expression(expr):
 
     value = sum_()
     take("end")
-    return value, steps
+    return value[0], steps
 
 
 def interpret(category, groups):
-    """(exact answer, [(op, exact value)] of every step) of one template match."""
+    """(exact answer, [(op, exact value, height, end)] of every step) of one template match (evaluate_expression;
+    end None for one op: the prompt's last number closes it)."""
     if category == "multi":
         return evaluate_expression(groups["a"])
     a = slot_value(groups["a"])
     if category == "identity":
-        return a, [("identity", a)]
+        return a, [("identity", a, 1, None)]
     b = slot_value(groups["b"])
     if category == "log":
         value = exact_log(a, b)
@@ -151,7 +158,7 @@ def interpret(category, groups):
         value = a ** int(b)
     else:
         value = BINARY[category](a, b)
-    return value, [(category, value)]
+    return value, [(category, value, 1, None)]  # height 1, closed after the prompt's last number
 
 
 def interpretations(prompt, table):
@@ -183,7 +190,7 @@ def check_line(prompt, answer, table="train"):
     assert len(found) == 1, f"{prompt!r} has {len(found)} readings: {[f[:2] for f in found]}"
     reading = found[0]
     assert Fraction(answer) == reading[3], f"{prompt!r} answered {answer!r}, expected {reading[3]}"
-    for _, value in reading[4]:
+    for _, value, *_ in reading[4]:
         assert_exact_in_float64(value)
     return reading
 
@@ -215,8 +222,8 @@ def check_problem(p):
     category, template, _, value, steps = check_line(p["prompt"], p["answer"], table)
     assert (category, template) == (p["op"], p["template"])
     assert p["value"] == float(value)
-    assert p["ops"] == [op for op, _ in steps] and p["steps"] == len(steps) == len(p["step_values"])
-    assert p["step_values"] == [float(v) for _, v in steps] and p["step_values"][-1] == p["value"]
+    assert p["ops"] == [op for op, *_ in steps] and p["steps"] == len(steps) == len(p["step_values"])
+    assert p["step_values"] == [float(v) for _, v, *_ in steps] and p["step_values"][-1] == p["value"]
     assert p["digits"] == max_operand_digits(p["prompt"])
 
 
@@ -283,7 +290,8 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     prep.prepare(str(other), seed=7, **SIZES)
     names = sorted(os.listdir(corpus["dir"]))
     assert names == sorted(os.listdir(again)) == sorted(
-        ["meta.pkl", "problems.jsonl"] + [f"{s}{x}" for s in ("train", "val") for x in (".bin", "_roles.bin", "_answer_of.bin", "_steps.npy")])
+        ["meta.pkl", "problems.jsonl"]
+        + [f"{s}{x}" for s in ("train", "val") for x in (".bin", "_roles.bin", "_steps_of.bin", "_steps.npy")])
     for name in names:
         assert (again / name).read_bytes() == open(os.path.join(corpus["dir"], name), "rb").read(), name
     assert (other / "train.bin").read_bytes() != (again / "train.bin").read_bytes()
@@ -417,22 +425,44 @@ def test_roles_agree_with_parse_number(corpus):
         assert [(s, e) for s, e, _ in numbers_in(p["text"])] == p["numbers"]
 
 
-def test_answer_of_and_steps_files(corpus):
+def expected_step_rows(prompt, answer):
+    """{close char: label row (8,)} of one line, from the prompt text alone (check_line's reading): each op's exact
+    value at the char after its last number (past a ',' or '.' right after it), in the column of its height,
+    right-aligned by the expression's height H (column 8 - H + height - 1), later columns repeating a row's last
+    label; and the answer's row (key None), the row of the char that closes the whole expression."""
+    category, _, groups, _, steps = check_line(prompt, answer)
+    offset = prompt.index(groups["a"]) if category == "multi" else 0
+    last_number = numbers_in(prompt)[-1][1]
+    H = max(h for _, _, h, _ in steps)
+    rows = {}
+    for _, value, h, end in steps:  # the root comes last
+        char = last_number if end is None else offset + end
+        char += prompt[char] in ",."
+        rows.setdefault(char, np.full(8, np.nan))[8 - H + h - 1] = float(value)
+    for row in rows.values():
+        last = np.flatnonzero(~np.isnan(row)).max()
+        row[last:] = row[last]
+    return {**rows, None: rows[char]}
+
+
+def test_steps_of_and_steps_files(corpus):
+    """Every char's label row, recomputed from the text: a close char's row at that char, the answer's row from the
+    prompt's last char to the answer's last char, -1 elsewhere."""
     for split in ("train", "val"):
         text, labels = corpus["texts"][split], corpus["labels"][split]
-        lines = text.splitlines()
-        answer_of, steps = labels["answer_of"], labels["steps"]
-        assert answer_of.dtype == np.int32 and len(answer_of) == len(text) and steps.shape == (len(lines), 8)
-        expected, pos = np.full(len(text), -1, dtype=np.int32), 0
-        for i, line in enumerate(lines):
+        steps_of, steps = labels["steps_of"], labels["steps"]
+        assert steps_of.dtype == np.int32 and len(steps_of) == len(text) and steps.shape[1] == 8
+        labelled, pos = np.zeros(len(text), dtype=bool), 0
+        for line in text.splitlines():
             prompt, answer = split_line(line)
-            expected[pos + len(prompt) - 1: pos + len(line)] = i
-            values = [float(v) for _, v in check_line(prompt, answer)[4]]
-            row = steps[i]
-            assert np.isnan(row[: 8 - len(values)]).all() and row[8 - len(values):].tolist() == values, line
-            assert row[-1] == float(Fraction(answer))
+            for char, row in expected_step_rows(prompt, answer).items():
+                span = range(pos + len(prompt) - 1, pos + len(line)) if char is None else [pos + char]
+                for c in span:
+                    np.testing.assert_array_equal(steps[steps_of[c]], row, err_msg=f"{line!r} at {c - pos}")
+                    labelled[c] = True
+            assert steps[steps_of[pos + len(line) - 1], -1] == float(Fraction(answer))
             pos += len(line) + 1
-        np.testing.assert_array_equal(answer_of, expected)
+        assert (steps_of[~labelled] == -1).all()
 
 
 def test_no_labels_and_cli(tmp_path):
@@ -481,7 +511,7 @@ def test_prose_mixture(tmp_path):
         text = "".join(itos[i] for i in np.fromfile(mixed / f"{split}.bin", dtype=np.uint16))
         plain_text = "".join(itos[i] for i in np.fromfile(plain / f"{split}.bin", dtype=np.uint16))
         roles = np.fromfile(mixed / f"{split}_roles.bin", dtype=np.uint8)
-        answer_of = np.fromfile(mixed / f"{split}_answer_of.bin", dtype=np.int32)
+        steps_of = np.fromfile(mixed / f"{split}_steps_of.bin", dtype=np.int32)
         plain_roles = np.fromfile(plain / f"{split}_roles.bin", dtype=np.uint8)
         in_prose, pos = np.zeros(len(text), dtype=bool), 0
         for paragraph in paragraphs[split]:  # in order, between whole problems
@@ -496,7 +526,7 @@ def test_prose_mixture(tmp_path):
         others = np.flatnonzero(in_prose & ~digits & (roles > 0))  # only the '.' right after a number (as in a problem)
         assert [text[i - 5:i + 1] for i in others] == (["Act 3."] if split == "train" else [])
         assert (roles[others] == prep.CLASSES.index("point")).all()
-        assert (answer_of[in_prose] == -1).all()
+        assert (steps_of[in_prose] == -1).all()
         assert summary[split]["prose_tokens"] == in_prose.sum()
     val_prose = np.fromfile(mixed / "val_prose.bin", dtype=np.uint16)
     assert "".join(itos[i] for i in val_prose) == paragraphs["val"][0]

@@ -28,10 +28,17 @@ Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels
                            number (a digit, 'sep' ',', 'point' '.', 'k', 'minus' the sign of a negative number),
                            'other' (0) outside numbers (a subtraction '-' is 'other'; a ',' or '.' right after a
                            number is 'sep' or 'point', since a causal reader cannot tell it from one inside)
-    {split}_answer_of.bin  np.int32, 1:1 with {split}.bin: the problem's index in the split (0-based) at every char
-                           from the prompt's last char to the answer's last char, -1 elsewhere
-    {split}_steps.npy      np.float64 (n_problems, MAX_STEPS) (np.load): the problem's step_values right-aligned
-                           (column MAX_STEPS-1 is the answer, MAX_STEPS-2 the step before it, ...), NaN before
+    {split}_steps_of.bin   np.int32, 1:1 with {split}.bin: the row of {split}_steps.npy that labels a char's DAG
+                           steps, -1 for none: a problem's answer row at every char from the prompt's last char
+                           to the answer's last char, and a close row at each char where a sub-expression's last
+                           number has just been read (step_rows)
+    {split}_steps.npy      np.float64 (n_rows, MAX_STEPS) (np.load): the label rows. Each op's value sits at its
+                           close char, in the column of its height in the expression's tree (1 for an op on two
+                           numbers), right-aligned by the expression's height H: column MAX_STEPS - H + height - 1,
+                           so the answer is in the last column and a parent's step comes after its children's;
+                           NaN before a row's first label, its last label repeated after it. "(3 + 4) * 5 = 35"
+                           has 7 at ")" (column MAX_STEPS - 2, repeated in the last) and 35 at the " " after 5
+                           and at the answer's chars
     meta.pkl               {'vocab_size', 'itos', 'stoi'} over ALPHABET (the same for every seed and size)
     problems.jsonl         test, extrap and phrasing problems with their exact answers and step values
     val_prose.bin          with --prose (a mixture of prose and problems): the val prose alone, for its loss
@@ -397,6 +404,19 @@ def _expr_parts(rng, node, compact, at_start=True):
     return left_parts + [SYMBOLS[op] if compact else f" {SYMBOLS[op]} "] + right_parts
 
 
+def _closes(node, first_leaf=0):
+    """(the height of node, [(the text-order index of its last leaf, height, value) for every op node in
+    post-order], its number of leaves). A node's value is known right after its last leaf: there its close
+    position's label says it, at the step of its height (a leaf op is height 1), so that a parent reads its
+    children's values from the positions that computed them."""
+    if len(node) == 2:
+        return 0, [], 1
+    h_left, c_left, n_left = _closes(node[1], first_leaf)
+    h_right, c_right, n_right = _closes(node[2], first_leaf + n_left)
+    height = 1 + max(h_left, h_right)
+    return height, c_left + c_right + [(first_leaf + n_left + n_right - 1, height, float(node[3]))], n_left + n_right
+
+
 def _post_order(node):
     """Leaf values in text order, and the op names and values of the nodes in evaluation order (left subtree, right
     subtree, node)."""
@@ -455,10 +475,12 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
         raise RuntimeError(f"make_problem: no {op!r} problem fits max_digits={max_digits}; use a smaller max_digits")
     if op == "multi":
         leaves, ops, values = _post_order(drawn)
+        closes = _closes(drawn)[1]
         result, fields = drawn[-1], {"a": _expr_parts(rng, drawn, compact=" " not in template)}
     else:
         (operands, result), ops = drawn, [op]
         leaves, values = [v for _, v in operands.values()], [result]
+        closes = None  # after the prompt's last number, once the text is laid out
         slots = [part for part in _LAYOUTS[template] if isinstance(part, tuple)]
         fields = {name: _leaf_parts(rng, operands[name], rule) for name, rule in slots}
     answer = format_answer(result)
@@ -472,10 +494,12 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
         pieces.append(part)
         pos += len(part)
     text = "".join(pieces)
+    if closes is None:
+        closes = [(len(numbers) - 2, 1, float(result))]
     return {
         "prompt": text[: -len(answer) - 1], "answer": answer, "value": float(result), "op": op, "ops": ops,
         "steps": len(ops), "step_values": [float(v) for v in values], "digits": max(_int_digits(x) for x in leaves),
-        "split": split, "template": template, "text": text, "numbers": numbers,
+        "split": split, "template": template, "text": text, "numbers": numbers, "closes": closes,
     }
 
 
@@ -509,11 +533,12 @@ for _c, _role in {**{d: "digits" for d in "0123456789"}, ",": "sep", ".": "point
 
 def _stream(rng, split, n, max_digits, max_ops, exclude, prose=()):
     """n problems whose prompts are not in exclude, as one text and what its labels are made of: a dict with
-    text, prompts, numbers (char spans of every number), answers (spans from the prompt's last char to the
-    answer's last char, end exclusive), steps (each problem's step values), max_chars (the longest problem).
+    text, prompts, numbers (char spans of every number), closes ((char, row) of every close position: step_rows),
+    answers ((start, end, row): spans from the prompt's last char to the answer's last char, end exclusive),
+    steps (the label rows, np.float64 (MAX_STEPS,) each), max_chars (the longest problem).
     prose, a list of paragraphs (str), is spread evenly between the problems, in order; its digit runs count
     as numbers (the value extractor's labels say 'digits' there), and it answers nothing."""
-    s = {"text": [], "prompts": [], "numbers": [], "answers": [], "steps": [], "max_chars": 0}
+    s = {"text": [], "prompts": [], "numbers": [], "closes": [], "answers": [], "steps": [], "max_chars": 0}
     pos = 0
     before = np.searchsorted(np.arange(len(prose)) * n // max(len(prose), 1), np.arange(n), side="right")
     for i in tqdm(range(n), desc=f"numeric {split}", disable=n < 50_000, mininterval=1.0):
@@ -525,8 +550,12 @@ def _stream(rng, split, n, max_digits, max_ops, exclude, prose=()):
         s["text"].append(p["text"])
         s["prompts"].append(p["prompt"])
         s["numbers"].extend((pos + start, pos + end) for start, end in p["numbers"])
-        s["answers"].append((pos + len(p["prompt"]) - 1, pos + len(p["text"]) - 1))
-        s["steps"].append(p["step_values"])
+        rows = step_rows(p)
+        for char, row in rows[:-1]:
+            s["closes"].append((pos + char, len(s["steps"])))
+            s["steps"].append(row)
+        s["answers"].append((pos + len(p["prompt"]) - 1, pos + len(p["text"]) - 1, len(s["steps"])))
+        s["steps"].append(rows[-1][1])
         s["max_chars"] = max(s["max_chars"], len(p["text"]))
         pos += len(p["text"])
     s["text"] = "".join(s["text"])
@@ -568,34 +597,52 @@ def new_numbers(roles, starts):
     return roles
 
 
-def answer_of_labels(n_chars, answers):
-    """{split}_answer_of.bin: np.int32 (n_chars,), problem i at the chars of its answer span i, -1 elsewhere."""
-    starts, ends = np.asarray(answers, dtype=np.int64).reshape(-1, 2).T
+def steps_of_labels(n_chars, spans):
+    """{split}_steps_of.bin: np.int32 (n_chars,), row at the chars of each span (start, end exclusive, row), -1
+    elsewhere; where spans overlap, the later one's row."""
+    starts, ends, rows = np.asarray(spans, dtype=np.int64).reshape(-1, 3).T
     lengths = ends - starts
     labels = np.full(n_chars, -1, dtype=np.int32)
     first = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)  # (chars in spans,): span start - offset
-    labels[first + np.arange(lengths.sum())] = np.repeat(np.arange(len(starts), dtype=np.int32), lengths)
+    labels[first + np.arange(lengths.sum())] = np.repeat(rows.astype(np.int32), lengths)
     return labels
 
 
-def steps_labels(steps):
-    """{split}_steps.npy: np.float64 (n_problems, MAX_STEPS), each row right-aligned (the answer in the last
-    column), NaN before."""
-    labels = np.full((len(steps), MAX_STEPS), np.nan, dtype=np.float64)
-    for row, values in zip(labels, steps):
-        row[MAX_STEPS - len(values):] = values
-    return labels
+def step_rows(problem):
+    """The steps labels of a problem: [(char index, row)], a row np.float64 (MAX_STEPS,) per close position (the char
+    after an op node's last leaf, past a ',' or '.' that a causal reader takes as part of the number), then
+    (None, the answer's row: the root's close row). Nodes closing at one char sit in its row at the column of their
+    height, right-aligned by the problem's height H (column MAX_STEPS - H + h - 1); a row's columns after its last
+    label repeat it, NaN before the first."""
+    H = max(h for _, h, _ in problem["closes"])
+    rows = {}
+    for leaf, h, value in problem["closes"]:
+        char = problem["numbers"][leaf][1]
+        char += problem["text"][char] in ",."
+        rows.setdefault(char, np.full(MAX_STEPS, np.nan))[MAX_STEPS - H + h - 1] = value
+    for row in rows.values():
+        last = np.flatnonzero(~np.isnan(row)).max()
+        row[last:] = row[last]
+    root = problem["numbers"][problem["closes"][-1][0]][1]
+    root += problem["text"][root] in ",."
+    return list(rows.items()) + [(None, rows[root])]
 
 
-def gpt2_tokens(enc, text, char_roles, numbers, answers):
+def steps_labels(rows):
+    """{split}_steps.npy: np.float64 (n_rows, MAX_STEPS), the label rows (step_rows) stacked."""
+    return np.stack(rows).astype(np.float64).reshape(-1, MAX_STEPS)
+
+
+def gpt2_tokens(enc, text, char_roles, numbers, answers, closes=()):
     """The same stream in GPT-2 BPE (enc, a tiktoken.Encoding): (token ids np.uint16 (n_tokens,), the role of each
-    token np.uint8 (n_tokens,), answer_of over tokens np.int32 (n_tokens,)), from the per-char labels.
+    token np.uint8 (n_tokens,), steps_of over tokens np.int32 (n_tokens,)), from the per-char labels.
 
     A token's role is the largest of its chars' roles: a token of digits is 'digits' (" 12" in "= 12", its space
     being 'other'), or 'new_digits' where a number starts right after another's token (new_numbers: "12" " 345"
     as two numbers); a token of signs takes its number char's role ("(-" is 'minus'). A problem's answer span
     runs from the token before the answer's first token (which in GPT-2 usually holds the space before the
-    answer: "= 15" is " =", " 15") to the answer's last token."""
+    answer: "= 15" is " =", " 15") to the answer's last token; a close char (closes: (char, row) pairs) labels
+    the token that holds it ("4)" is "4", ")": the ")")."""
     ids = np.asarray(enc.encode_ordinary(text), dtype=np.uint16)
     lengths = np.asarray([len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)], dtype=np.int64)[ids]
     starts = np.cumsum(lengths) - lengths  # each token's first char (the text is ASCII: one byte a char)
@@ -603,13 +650,15 @@ def gpt2_tokens(enc, text, char_roles, numbers, answers):
     char_roles = np.where(char_roles == CLASSES.index("new_digits"), CLASSES.index("digits"), char_roles)
     roles = np.maximum.reduceat(char_roles, starts).astype(np.uint8)
     roles = new_numbers(roles, token_of(np.asarray([start for start, _ in numbers], dtype=np.int64)))
-    first, last = (np.asarray(x, dtype=np.int64) for x in zip(*answers)) if answers else (np.zeros(0, np.int64),) * 2
-    spans = list(zip(token_of(first + 1) - 1, token_of(last - 1) + 1))  # first + 1: the answer's first char
-    return ids, roles, answer_of_labels(len(ids), spans)
+    first, last, rows = (np.asarray(x, dtype=np.int64) for x in zip(*answers)) if answers else \
+        (np.zeros(0, np.int64),) * 3
+    spans = list(zip(token_of(first + 1) - 1, token_of(last - 1) + 1, rows))  # first + 1: the answer's first char
+    close_spans = [(token_of(c), token_of(c) + 1, row) for c, row in closes]  # the token holding the close char
+    return ids, roles, steps_of_labels(len(ids), close_spans + spans)
 
 
-LABEL_FILES = {"roles": "roles.bin", "answer_of": "answer_of.bin", "steps": "steps.npy"}  # {split}_<file>
-LEGACY_LABELS = ("values.bin", "answers.bin", "steps.bin")  # written by earlier versions; nothing reads them
+LABEL_FILES = {"roles": "roles.bin", "steps_of": "steps_of.bin", "steps": "steps.npy"}  # {split}_<file>
+LEGACY_LABELS = ("values.bin", "answers.bin", "steps.bin", "answer_of.bin")  # written by earlier versions
 
 
 def prose_paragraphs(path):
@@ -638,7 +687,7 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
     operands; extrap uses max_digits+1 .. max_digits+2. max_ops (2..MAX_STEPS) is the longest "multi" chain.
-    labels=False skips {split}_roles.bin / _answer_of.bin / _steps.npy and removes stale ones. tokenizer "gpt2"
+    labels=False skips {split}_roles.bin / _steps_of.bin / _steps.npy and removes stale ones. tokenizer "gpt2"
     writes the same problems as GPT-2 BPE tokens (gpt2_tokens; tiktoken_file: a local gpt2.tiktoken, else tiktoken
     downloads its own) and no meta.pkl, as nanoGPT's BPE datasets. prose, a path to a plain-text file, makes a
     mixture: its paragraphs (prose_paragraphs: the first 90% for train, the rest for val) are spread evenly
@@ -675,14 +724,16 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
         stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude, paragraphs[split])
         exclude |= set(stream["prompts"])
         ids = encode(stream["text"])
-        roles, answer_of = roles_labels(ids, stream["numbers"]), answer_of_labels(len(ids), stream["answers"])
+        roles = roles_labels(ids, stream["numbers"])
+        steps_of = steps_of_labels(len(ids), [(c, c + 1, row) for c, row in stream["closes"]] + stream["answers"])
         if enc:
-            ids, roles, answer_of = gpt2_tokens(enc, stream["text"], roles, stream["numbers"], stream["answers"])
+            ids, roles, steps_of = gpt2_tokens(enc, stream["text"], roles, stream["numbers"], stream["answers"],
+                                                stream["closes"])
         ids.tofile(paths[split])
         label_paths = {name: os.path.join(out_dir, f"{split}_{file}") for name, file in LABEL_FILES.items()}
         if labels:
             roles.tofile(label_paths["roles"])
-            answer_of.tofile(label_paths["answer_of"])
+            steps_of.tofile(label_paths["steps_of"])
             np.save(label_paths["steps"], steps_labels(stream["steps"]))
             paths.update({f"{split}_{name}": path for name, path in label_paths.items()})
         stale = [] if labels else list(label_paths.values())  # a stale label file would no longer be aligned
@@ -734,7 +785,7 @@ if __name__ == "__main__":
                         help="char: one token per character (meta.pkl); gpt2: GPT-2 BPE token ids (no meta.pkl)")
     parser.add_argument("--tiktoken_file", default=None, help="with --tokenizer=gpt2: a local gpt2.tiktoken")
     parser.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
-                        help="write {train,val}_roles.bin / _answer_of.bin / _steps.npy (the DAG's auxiliary labels)")
+                        help="write {train,val}_roles.bin / _steps_of.bin / _steps.npy (the DAG's auxiliary labels)")
     parser.add_argument("--prose", default=None,
                         help="a plain-text file (e.g. Tiny Shakespeare) whose paragraphs are mixed in between the "
                              "problems (90%% train, 10%% val), plus val_prose.bin for the loss on the prose alone")
