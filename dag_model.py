@@ -497,8 +497,7 @@ class DAGController(nn.Module):
         steps = []
         for k in range(self.depth):
             step = self.step(k, nodes, **ctx)
-            node = (self.key(step['emb']) + token_keys[:, -Tq:], step['value'],
-                    torch.cat(nodes['anchors'], -1).gather(-1, step['choice'][..., 0]))
+            node = (self.key(step['emb']) + token_keys[:, -Tq:], step['value'], step['anchor_a'])
             if cache is not None:
                 node = cache.extend_scratch(k, node)
             for name, x in zip(('keys', 'values', 'anchors'), node):
@@ -550,7 +549,8 @@ class DAGController(nn.Module):
         sides = [self.choose(self.operand_logits(q, nodes['keys'], masks), node_values,
                              forced[side] if forced else None) for side, q in enumerate((q_a, q_b))]
         (i_a, p_a, v_a, full_a), (i_b, p_b, v_b, full_b) = sides
-        anchor = torch.cat(nodes['anchors'], -1).gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
+        anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
+        anchor = anchors.gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
         op_logits = op_logits[:, :, k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
         if forced:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
@@ -560,7 +560,8 @@ class DAGController(nn.Module):
         value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, Tq) float64, exact
         mixed, symbol = self.features(results, torch.cat([p_op, p_a, p_b], dim=-1), op_hard, value, written)
         step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op), 'symbol': symbol,
-                'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': (full_a, full_b)}
+                'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': (full_a, full_b),
+                'anchor_a': anchors.gather(-1, i_a[..., 0])}  # (B, Tq): the new node's anchor, its a's
         if with_programs:  # every op on every pair of candidate operands, and the probability of each
             step['programs'] = (dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, Tq, K, K, 9) float64
                                 p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])

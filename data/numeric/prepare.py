@@ -614,18 +614,18 @@ def step_rows(problem):
     (None, the answer's row: the root's close row). Nodes closing at one char sit in its row at the column of their
     height, right-aligned by the problem's height H (column MAX_STEPS - H + h - 1); a row's columns after its last
     label repeat it, NaN before the first."""
+    def close_char(leaf):
+        char = problem["numbers"][leaf][1]
+        return char + (problem["text"][char] in ",.")
+
     H = max(h for _, h, _ in problem["closes"])
     rows = {}
     for leaf, h, value in problem["closes"]:
-        char = problem["numbers"][leaf][1]
-        char += problem["text"][char] in ",."
-        rows.setdefault(char, np.full(MAX_STEPS, np.nan))[MAX_STEPS - H + h - 1] = value
+        rows.setdefault(close_char(leaf), np.full(MAX_STEPS, np.nan))[MAX_STEPS - H + h - 1] = value
     for row in rows.values():
         last = np.flatnonzero(~np.isnan(row)).max()
         row[last:] = row[last]
-    root = problem["numbers"][problem["closes"][-1][0]][1]
-    root += problem["text"][root] in ",."
-    return list(rows.items()) + [(None, rows[root])]
+    return list(rows.items()) + [(None, rows[close_char(problem["closes"][-1][0])])]
 
 
 def steps_labels(rows):
