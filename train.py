@@ -305,6 +305,10 @@ if block_size < model.config.block_size:
 model.to(device)
 use_labels = model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and \
     all(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES)
+if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and not use_labels and \
+        os.path.isfile(os.path.join(data_dir, 'train_answer_of.bin')):  # would train GPT+DAG without its labels
+    sys.exit(f"train.py: {data_dir} has the labels of an older data/numeric/prepare.py (train_answer_of.bin, "
+             f"not train_steps_of.bin): run prepare.py again, or set dag_value_loss=0")
 if use_labels:
     print(f"GPT+DAG auxiliary labels: roles and step values (weight dag_value_loss={dag_value_loss})")
 if meta_vocab_size is not None and meta_vocab_size > model_args['vocab_size']:

@@ -163,3 +163,17 @@ def test_ddp_resume_is_exact_at_depth_1(numeric_data):
     single = run_script('train.py', *common, '--max_iters=4', '--out_dir=out-ddp1-resume', '--init_from=resume',
                         cwd=numeric_data)
     assert 'holds the data streams of 2 processes, this run has 1' in single.stdout
+
+
+def test_a_corpus_with_older_labels_fails_with_one_line(numeric_data, tmp_path):
+    """A data/numeric written before the per-step labels (train_answer_of.bin, no train_steps_of.bin) would train
+    GPT+DAG without its labels and score ~3%: train.py says so and stops instead."""
+    old = tmp_path / 'data' / 'numeric'
+    old.mkdir(parents=True)
+    for f in (numeric_data / 'data' / 'numeric').iterdir():
+        if '_steps_of' not in f.name:
+            (old / f.name).write_bytes(f.read_bytes())
+    (old / 'train_answer_of.bin').write_bytes((numeric_data / 'data' / 'numeric' / 'train_steps_of.bin').read_bytes())
+    proc = run_script('train.py', *DAG, '--max_iters=0', cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and 'run prepare.py again' in proc.stderr and 'Traceback' not in proc.stderr
+    assert run_script('train.py', *DAG, '--max_iters=0', '--dag_value_loss=0', cwd=tmp_path).returncode == 0
