@@ -23,11 +23,11 @@ n_head = 4
 n_embd = 128
 dropout = 0.0
 
-learning_rate = 1e-3
+learning_rate = 3e-3  # against 1e-3 (3 seeds, NOTES.md): extrap 87.2 -> 90.3%, phrasing 23.6 -> 30.2%
 max_iters = 750  # about five minutes of GPT+DAG on 2 CPU cores; a fixed count, so the result does not depend on
 # the machine's speed (compare_numeric.py uses max_seconds for equal-time comparisons instead)
 lr_decay_iters = 750
-min_lr = 1e-4
+min_lr = 3e-4  # learning_rate / 10, as nanoGPT's
 beta2 = 0.99
 warmup_iters = 50
 
