@@ -16,8 +16,10 @@ the val loss on the prose alone (prose_loss), 'prose_val_loss' in the JSON.
 $ python eval_numeric.py --out_dir=out-numeric
 $ python eval_numeric.py --out_dir=out-numeric --split=extrap --max_problems=100 --show_errors=10
 $ python eval_numeric.py --out_dir=out-numeric --suite=length   # 10-digit adds (AdderBoard), length grid
+$ python eval_numeric.py --out_dir=out-numeric --suite=chains   # multi-step: by tree height, where programs break
 
-As a library: load_problems, length_problems, answer_problems, prose_loss, score, format_table, format_grid.
+As a library: load_problems, length_problems, chain_problems, answer_problems, chain_nodes, prose_loss, score,
+chain_report, format_table, format_grid, format_chains.
 """
 import json
 import os
@@ -181,6 +183,90 @@ def length_problems(grid_lengths=range(1, 13), per_cell=100, seed=2025):
     return problems
 
 
+def chain_problems(n=300, seed=2025, max_digits=4, max_ops=4):
+    """n multi-step problems of the test distribution (data/numeric/prepare.make_problem with op 'multi', 2..max_ops
+    ops), drawn afresh with random.Random(f'chains:{seed}'): make_problem's dicts, which also say where each op
+    node closes (close_positions). Not checked against the training prompts: a chain of three or more random numbers
+    repeats one with negligible chance."""
+    from data.numeric.prepare import make_problem
+    rng = random.Random(f'chains:{seed}')
+    return [make_problem(rng, 'test', max_digits, op='multi', max_ops=max_ops) for _ in range(n)]
+
+
+@torch.no_grad()
+def chain_nodes(model, encode, problems, device='cpu'):
+    """Where GPT+DAG's programs break, teacher-forced in eval mode: for every op node of every problem (dicts of
+    chain_problems), whether the DAG step the auxiliary loss teaches its value computes it at its close char (step
+    k of dag_depth D is taught the row's column MAX_STEPS - D + k, prepare.step_rows: the node of height h in a
+    tree of height H at step D - H + h - 1). The text is fed after a '\n', as in training; a problem longer than
+    block_size is skipped. model: a DAGGPT on device; encode: a character codec (char i of the text is token i + 1).
+
+    Returns a list of dicts {'problem': index in problems, 'height', 'right' (bool), 'own_position': the node's
+    right child is an op that closes at the same char (a - (b * c): the parent must read an earlier step of its
+    own position), 'tokens_only': both chosen operands are token nodes (no scratch node read)}."""
+    from data.numeric.prepare import close_positions
+    from dag_model import computes
+    D = model.config.dag_depth
+    was_training = model.training
+    model.eval()
+    nodes = []
+    try:
+        for i, p in enumerate(problems):
+            ids = encode('\n' + p['text'])
+            if len(ids) > model.config.block_size:
+                continue
+            idx = torch.tensor([ids], dtype=torch.long, device=device)
+            _, out, _ = model.dag(idx, model.hidden_states(idx))
+            closes = close_positions(p)
+            H = max(h for _, h, _ in closes)
+            for char, h, value in closes:
+                k, pos = D - H + h - 1, char + 1
+                right = k >= 0 and bool(computes(out['values'][0, pos, k], torch.tensor(value, dtype=torch.float64)))
+                tokens_only = k >= 0 and bool((out['choices'][0, pos, k, :2] < idx.size(1)).all())
+                nodes.append({'problem': i, 'height': h, 'right': right, 'tokens_only': tokens_only,
+                              'own_position': any(c == char and g < h for c, g, _ in closes)})
+    finally:
+        model.train(was_training)
+    return nodes
+
+
+def chain_report(problems, answers, nodes):
+    """The chains suite's figures: {'answers': {str(tree height): T} exact match of answers by the height of the
+    problem's tree, 'nodes': {str(height): T} op nodes right at their close char (chain_nodes), 'own_position' and
+    'earlier': the nodes of height >= 2 whose composite child closes at their own char / only before it, 'wrong,
+    tokens only': the wrong nodes of height >= 2 that read no scratch node}, T as in score."""
+    heights = [max(h for _, h, _ in p['closes']) for p in problems]
+    by_height = {}
+    for H, p, a in zip(heights, problems, answers):
+        by_height.setdefault(H, []).append(a == p['answer'])
+    report = {'answers': {str(H): _tally(by_height[H]) for H in sorted(by_height)}, 'nodes': {}}
+    for h in sorted({n['height'] for n in nodes}):
+        report['nodes'][str(h)] = _tally([n['right'] for n in nodes if n['height'] == h])
+    parents = [n for n in nodes if n['height'] >= 2]
+    report['own_position'] = _tally([n['right'] for n in parents if n['own_position']])
+    report['earlier'] = _tally([n['right'] for n in parents if not n['own_position']])
+    report['wrong, tokens only'] = _tally([n['tokens_only'] for n in parents if not n['right']])
+    return report
+
+
+def format_chains(report):
+    """chain_report's dict as a readable text table."""
+    lines = []
+
+    def row(label, t):
+        lines.append(f"{label:34s} {100 * t['acc']:6.2f}%  {t['correct']:>5d}/{t['n']}")
+    lines.append('-- chains: exact answers by tree height')
+    for H, t in report['answers'].items():
+        row(f'  height {H}', t)
+    lines.append('-- op nodes right at their close char (teacher-forced), by height')
+    for h, t in report['nodes'].items():
+        row(f'  height {h}', t)
+    row('  height >= 2, child at its own char', report['own_position'])
+    row('  height >= 2, child closed earlier', report['earlier'])
+    row('  of the wrong ones: read no scratch', report['wrong, tokens only'])
+    return '\n'.join(lines)
+
+
 def format_grid(problems, answers):
     """Exact match of the 'grid' problems as a table: one row per operand length, one column per op."""
     cells = {}
@@ -241,7 +327,9 @@ if __name__ == '__main__':
     # -----------------------------------------------------------------------------
     out_dir = 'out'  # evaluates out_dir/ckpt.pt
     suite = 'heldout'  # 'heldout': problems.jsonl; 'length': AdderBoard's 10-digit protocol and a grid of operand
-                       # lengths 1..12 for + - * (length_problems), phrased "a + b = ", with the grid printed as a table
+                       # lengths 1..12 for + - * (length_problems), phrased "a + b = ", with the grid printed as a table;
+                       # 'chains': 300 fresh multi-step test problems (chain_problems), answers by tree height and,
+                       # for GPT+DAG, where its programs break (chain_nodes, teacher-forced)
     problems = ''  # problems.jsonl to score; '' = data/<dataset>/problems.jsonl, dataset from the checkpoint's config
     split = ''  # '' = every split, or 'test' / 'extrap'
     max_problems = 0  # 0 = all; else the first max_problems of each split (deterministic)
@@ -254,8 +342,11 @@ if __name__ == '__main__':
     configure(globals())
     check_device(device, 'float32')
     torch.manual_seed(seed)
-    if suite not in ('heldout', 'length'):
-        sys.exit(f"unknown suite {suite!r}: use 'heldout' (problems.jsonl) or 'length' (10-digit adds, length grid)")
+    SUITES = {'heldout': lambda: load_problems(problems, split, max_problems), 'length': length_problems,
+              'chains': chain_problems}
+    if suite not in SUITES:
+        sys.exit(f"unknown suite {suite!r}: use 'heldout' (problems.jsonl), 'length' (10-digit adds, length grid) "
+                 f"or 'chains' (multi-step problems)")
 
     ckpt_path = os.path.join(out_dir, 'ckpt.pt')
     try:
@@ -273,7 +364,7 @@ if __name__ == '__main__':
     # the vocabulary the model was trained with; a checkpoint with no dataset uses the one next to the problems
     meta_path = os.path.join(data_dir or os.path.dirname(problems), 'meta.pkl')
     try:
-        held_out = load_problems(problems, split, max_problems) if suite == 'heldout' else length_problems()
+        held_out = SUITES[suite]()
         encode, decode = load_codec(meta_path, tiktoken_file)
         for p in held_out:  # a character outside the vocabulary is named here, not deep in the decoding loop
             encode(p['prompt'] + p['answer'])
@@ -296,7 +387,7 @@ if __name__ == '__main__':
             sys.exit(f"eval_numeric.py: {prose_path}: {e}")
 
     print(f"{ckpt_path}: iter {result['iter_num']}, {result['n_params']:,} params, dag_depth {result['dag_depth']}; "
-          f"{len(held_out)} problems from {problems if suite == 'heldout' else 'the length suite'} in {dt:.1f}s")
+          f"{len(held_out)} problems from {problems if suite == 'heldout' else f'the {suite} suite'} in {dt:.1f}s")
     wrong = [(p, a) for p, a in zip(held_out, answers) if a != p['answer']]
     for p, a in wrong[:show_errors]:
         print(f"wrong ({p['split']}, {p['op']}): {p['prompt']!r} expected {p['answer']!r} got {a!r}")
@@ -306,4 +397,9 @@ if __name__ == '__main__':
     if suite == 'length':
         print('-- exact match by operand length (both operands), grid')
         print(format_grid(held_out, answers))
+    if suite == 'chains':
+        bpe = not os.path.exists(meta_path)  # close chars index characters: the node check needs a character codec
+        nodes = chain_nodes(model, encode, held_out, device) if hasattr(model, 'dag') and not bpe else []
+        result['chains'] = chain_report(held_out, answers, nodes)
+        print(format_chains(result['chains']))
     print(json.dumps(result))

@@ -209,3 +209,67 @@ def test_script_prints_the_prose_loss_of_a_mixture(trained, tmp_path):
     prose_path.write_bytes(b'\x01\x00' * 10)  # 10 tokens, shorter than a block
     proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', cwd=work, check=False)
     assert proc.returncode != 0 and 'fewer than block_size + 1 = 65' in proc.stderr
+
+
+class LabelOracle(nn.Module):
+    """A stand-in for DAGGPT in chain_nodes: its DAG's step k at position char + 1 + shift (the text follows a '\\n')
+    holds the label the training loss teaches there (prepare.step_rows' row, column MAX_STEPS - D + k), and every
+    choice reads token node 0."""
+
+    def __init__(self, problems, shift=0, dag_depth=4):
+        super().__init__()
+        from types import SimpleNamespace
+        self.config = SimpleNamespace(dag_depth=dag_depth, block_size=256)
+        self.rows = {p['text']: p for p in problems}
+        self.shift = shift
+
+    def hidden_states(self, idx):
+        return idx
+
+    def dag(self, idx, h):
+        from data.numeric.prepare import MAX_STEPS, step_rows
+        p = self.rows[decode_ascii(idx[0, 1:].tolist())]
+        D, T = self.config.dag_depth, idx.size(1)
+        values = torch.full((1, T, D), float('nan'), dtype=torch.float64)
+        for char, row in step_rows(p)[:-1]:
+            pos = char + 1 + self.shift
+            if pos < T:
+                values[0, pos] = torch.from_numpy(row[MAX_STEPS - D:])
+        return None, {'values': values, 'choices': torch.zeros(1, T, D, 3, dtype=torch.long)}, None
+
+
+def encode_ascii(s):
+    return [ord(c) for c in s]
+
+
+def decode_ascii(ids):
+    return ''.join(map(chr, ids))
+
+
+def test_chain_nodes_reads_the_steps_the_loss_teaches():
+    """chain_nodes checks each op node at the position and step whose label the auxiliary loss uses: an oracle
+    holding exactly those labels is right on every node, one shifted by a position is not."""
+    problems = eval_numeric.chain_problems(n=40)
+    assert problems == eval_numeric.chain_problems(n=40) and all(p['op'] == 'multi' for p in problems)
+    heights = [max(h for _, h, _ in p['closes']) for p in problems]
+    assert min(heights) == 2 and max(heights) >= 3
+    nodes = eval_numeric.chain_nodes(LabelOracle(problems), encode_ascii, problems)
+    assert len(nodes) == sum(p['steps'] for p in problems)  # one per op node
+    assert all(n['right'] and n['tokens_only'] for n in nodes)
+    assert any(n['own_position'] for n in nodes) and not all(n['own_position'] for n in nodes if n['height'] > 1)
+    shifted = eval_numeric.chain_nodes(LabelOracle(problems, shift=1), encode_ascii, problems)
+    assert sum(n['right'] for n in shifted) < len(shifted) / 2
+    report = eval_numeric.chain_report(problems, [p['answer'] for p in problems], nodes)
+    assert report['answers']['2']['acc'] == 1 and report['nodes']['1']['acc'] == 1
+    assert report['own_position']['n'] + report['earlier']['n'] == sum(n['height'] > 1 for n in nodes)
+    assert report['wrong, tokens only']['n'] == 0
+    assert 'height 2' in eval_numeric.format_chains(report)
+
+
+def test_script_chains_suite(trained):
+    proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', '--suite=chains', cwd=trained)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result['overall']['n'] == 300 and set(result['by_op']) == {'multi'}
+    assert sum(t['n'] for t in result['chains']['answers'].values()) == 300
+    assert result['chains']['nodes'] == {}  # a plain GPT has no DAG nodes to check
+    assert '-- chains: exact answers by tree height' in proc.stdout

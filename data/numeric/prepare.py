@@ -608,24 +608,30 @@ def steps_of_labels(n_chars, spans):
     return labels
 
 
-def step_rows(problem):
-    """The steps labels of a problem: [(char index, row)], a row np.float64 (MAX_STEPS,) per close position (the char
-    after an op node's last leaf, past a ',' or '.' that a causal reader takes as part of the number), then
-    (None, the answer's row: the root's close row). Nodes closing at one char sit in its row at the column of their
-    height, right-aligned by the problem's height H (column MAX_STEPS - H + h - 1); a row's columns after its last
-    label repeat it, NaN before the first."""
+def close_positions(problem):
+    """Where each op node of a problem (make_problem's dict) is known: [(char index in its text, height, value)] in
+    post-order (the root last). The close char is the one after the node's last leaf, past a ',' or '.' that a
+    causal reader takes as part of the number."""
     def close_char(leaf):
         char = problem["numbers"][leaf][1]
         return char + (problem["text"][char] in ",.")
+    return [(close_char(leaf), h, value) for leaf, h, value in problem["closes"]]
 
-    H = max(h for _, h, _ in problem["closes"])
+
+def step_rows(problem):
+    """The steps labels of a problem: [(char index, row)], a row np.float64 (MAX_STEPS,) per close position
+    (close_positions), then (None, the answer's row: the root's close row). Nodes closing at one char sit in its
+    row at the column of their height, right-aligned by the problem's height H (column MAX_STEPS - H + h - 1); a
+    row's columns after its last label repeat it, NaN before the first."""
+    closes = close_positions(problem)
+    H = max(h for _, h, _ in closes)
     rows = {}
-    for leaf, h, value in problem["closes"]:
-        rows.setdefault(close_char(leaf), np.full(MAX_STEPS, np.nan))[MAX_STEPS - H + h - 1] = value
+    for char, h, value in closes:
+        rows.setdefault(char, np.full(MAX_STEPS, np.nan))[MAX_STEPS - H + h - 1] = value
     for row in rows.values():
         last = np.flatnonzero(~np.isnan(row)).max()
         row[last:] = row[last]
-    return list(rows.items()) + [(None, rows[close_char(problem["closes"][-1][0])])]
+    return list(rows.items()) + [(None, rows[closes[-1][0]])]
 
 
 def steps_labels(rows):
