@@ -198,8 +198,8 @@ def chain_nodes(model, encode, problems, device='cpu'):
     """Where GPT+DAG's programs break, teacher-forced in eval mode: for every op node of every problem (dicts of
     chain_problems), whether the DAG step the auxiliary loss teaches its value computes it at its close char (step
     k of dag_depth D is taught the row's column MAX_STEPS - D + k, prepare.step_rows: the node of height h in a
-    tree of height H at step D - H + h - 1). The text is fed after a '\n', as in training; a problem longer than
-    block_size is skipped. model: a DAGGPT on device; encode: a character codec (char i of the text is token i + 1).
+    tree of height H at step D - H + h - 1; in a tree higher than D the lowest nodes have no step and count as
+    wrong). The text is fed after a '\n', as in training; a problem longer than block_size is skipped. model: a DAGGPT on device; encode: a character codec (char i of the text is token i + 1).
 
     Returns a list of dicts {'problem': index in problems, 'height', 'right' (bool), 'own_position': the node's
     right child is an op that closes at the same char (a - (b * c): the parent must read an earlier step of its
@@ -400,6 +400,8 @@ if __name__ == '__main__':
     if suite == 'chains':
         bpe = not os.path.exists(meta_path)  # close chars index characters: the node check needs a character codec
         nodes = chain_nodes(model, encode, held_out, device) if hasattr(model, 'dag') and not bpe else []
+        if not nodes:
+            print('(no op nodes checked: the check needs a GPT+DAG checkpoint with a character vocabulary)')
         result['chains'] = chain_report(held_out, answers, nodes)
         print(format_chains(result['chains']))
     print(json.dumps(result))

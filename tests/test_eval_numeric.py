@@ -273,3 +273,25 @@ def test_script_chains_suite(trained):
     assert sum(t['n'] for t in result['chains']['answers'].values()) == 300
     assert result['chains']['nodes'] == {}  # a plain GPT has no DAG nodes to check
     assert '-- chains: exact answers by tree height' in proc.stdout
+
+
+def test_chain_nodes_runs_through_a_real_dag():
+    """The same check through DAGGPT.dag itself (a tiny random model: few nodes right, but every op node is
+    checked, a plain choice of token nodes is told from a scratch node's, and the model's mode is restored)."""
+    from dag_model import DAGGPT, DAGGPTConfig
+    from data.numeric.prepare import close_positions
+    torch.manual_seed(0)
+    model = DAGGPT(DAGGPTConfig(block_size=128, vocab_size=128, n_layer=1, n_head=2, n_embd=16, dag_depth=4),
+                   [chr(i) for i in range(128)]).train()
+    problems = eval_numeric.chain_problems(n=10)
+    nodes = eval_numeric.chain_nodes(model, encode_ascii, problems)
+    assert model.training and len(nodes) == sum(p['steps'] for p in problems)
+    assert all(isinstance(n['right'], bool) and isinstance(n['tokens_only'], bool) for n in nodes)
+    p = problems[nodes[0]['problem']]
+    idx = torch.tensor([encode_ascii('\n' + p['text'])])
+    with torch.no_grad():
+        _, out, _ = model.eval().dag(idx, model.hidden_states(idx))
+    char, h, value = close_positions(p)[0]
+    k = 4 - max(g for _, g, _ in p['closes']) + h - 1
+    assert nodes[0]['right'] == (out['values'][0, char + 1, k].item() == value)
+    assert nodes[0]['tokens_only'] == bool((out['choices'][0, char + 1, k, :2] < idx.size(1)).all())
