@@ -789,7 +789,7 @@ class DAGGPT(GPT):
         if tokens is not None:
             self.set_vocabulary(tokens)
         n_dag = sum(p.numel() for n, p in self.named_parameters() if not n.startswith(('transformer.', 'lm_head.')))
-        print(f"of which DAG parameters: {n_dag / 1e6:.2f}M")
+        print(f"with the DAG: {self.get_num_params() / 1e6:.2f}M parameters, {n_dag / 1e6:.2f}M of them the DAG's")
 
     def set_vocabulary(self, tokens):
         """Tell the DAG which digits each token holds: tokens, the text of each token id (list of str, at most
