@@ -58,8 +58,9 @@ def template_regex(category, template):
     return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{slot})" for i, p in enumerate(pieces)))
 
 
+TRAIN_TEMPLATES = {c: prep.TEMPLATES[c] + prep.COMPOSED_TEMPLATES[c] for c in prep.CATEGORIES}  # train and val
 REGEXES = {name: [(c, t, template_regex(c, t)) for c, ts in table.items() for t in ts]
-           for name, table in (("train", prep.TEMPLATES), ("held_out", prep.HELD_OUT_TEMPLATES))}
+           for name, table in (("train", TRAIN_TEMPLATES), ("held_out", prep.HELD_OUT_TEMPLATES))}
 
 
 def exact_log(base, x):
@@ -284,6 +285,29 @@ def test_templates():
             prep.encode(template)
 
 
+# the held-out phrasings' own words: no composed phrasing may use them, or the phrasing split would measure less
+HELD_OUT_WORDS = ("work out", "you get", "make", "lots", "taken", "away from", "leaves", "pick", "spell", "plainly",
+                  "exponent", "turns", "power must", "come to", "find", "result", "pow(", "over", "of {a} and {b},",
+                  "raised to the power of")
+
+
+def test_composed_templates():
+    held_out = {t.lower() for ts in prep.HELD_OUT_TEMPLATES.values() for t in ts}
+    assert set(prep.COMPOSED_TEMPLATES) == set(prep.CATEGORIES) and 0 < prep.P_COMPOSED < 1
+    for category, templates in prep.COMPOSED_TEMPLATES.items():
+        assert len(set(templates)) == len(templates) >= 60, category
+        assert not set(templates) & set(prep.TEMPLATES[category]), category  # each phrasing listed once
+        for template in templates:
+            assert template.lower() not in held_out, template
+            assert not [w for w in HELD_OUT_WORDS if w in template.lower()], template
+            names = sorted(re.findall(r"\{(\w+)\}", template))
+            assert names == (["a"] if category in ("identity", "multi") else ["a", "b"]), template
+            assert template[-1] == " " and not re.search(r"\d", template), template
+            prep.encode(template)
+    for template in held_out:  # and every held-out phrasing has one of them
+        assert [w for w in HELD_OUT_WORDS if w in template], template
+
+
 def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     again, other = tmp_path / "again", tmp_path / "other"
     prep.prepare(str(again), seed=1337, **SIZES)
@@ -299,9 +323,11 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
 
 def test_every_answer_and_step_is_right(corpus):
     # every line of the written train and val text, read back from the .bin files: one training template each
+    composed = {t for ts in prep.COMPOSED_TEMPLATES.values() for t in ts}
     for split in ("train", "val"):
-        for line in corpus["texts"][split].splitlines():
-            check_line(*split_line(line))
+        readings = [check_line(*split_line(line)) for line in corpus["texts"][split].splitlines()]
+        share = sum(template in composed for _, template, *_ in readings) / len(readings)
+        assert abs(share - prep.P_COMPOSED) < 0.1, (split, share)  # the rest in TEMPLATES
     # every held-out problem with its recorded fields; phrasing problems read only as held-out templates
     for p in corpus["problems"]:
         check_problem(p)

@@ -10,13 +10,15 @@ where the answer starts:
     What is 2.5k divided by 4? 625
     Calculate (3 + 4) * (-5) - max(2, 0.25): -37
 
-It covers the DAG's nine ops (dag_model.OPS) alone and in expressions of 2..max_ops ops ("multi", at most MAX_STEPS),
-in 12 training phrasings each (TEMPLATES, words and symbols) plus 3 held-out ones (HELD_OUT_TEMPLATES) that only the
-"phrasing" split uses. Prompt numbers are written "12345", "12,345", "12.5" (1..9 decimals), "2.5k", negative in any
-position ("-7", "3 - (-4)", "(-4) * 5"). Answers are canonical: optional '-', digits, optional '.' and the fewest
-fractional digits ("0", never "-0"). All arithmetic is in Fraction, and every answer and every intermediate value
-is exact in float64: |x| < 2^53, at most 15 digits and 9 decimals (division terminates by construction, log is
-log_b(b^k), pow has small non-negative integer exponents).
+It covers the DAG's nine ops (dag_model.OPS) alone and in expressions of 2..max_ops ops ("multi", at most
+MAX_STEPS), in 12 phrasings each (TEMPLATES, words and symbols) plus 3 held-out ones (HELD_OUT_TEMPLATES) that only
+the "phrasing" split uses; half of the train and val problems use one of ~100 more per category instead
+(COMPOSED_TEMPLATES: frames such as "Tell me {q}. " around cores such as "the total of {a} and {b}"). Prompt numbers
+are written "12345", "12,345", "12.5" (1..9 decimals), "2.5k", negative in any position ("-7", "3 - (-4)",
+"(-4) * 5"). Answers are canonical: optional '-', digits, optional '.' and the fewest fractional digits ("0", never
+"-0"). All arithmetic is in Fraction, and every answer and every intermediate value is exact in float64: |x| < 2^53,
+at most 15 digits and 9 decimals (division terminates by construction, log is log_b(b^k), pow has small
+non-negative integer exponents).
 
 Splits: train / val / test / phrasing share one operand distribution (integer parts up to max_digits digits); no
 test or val prompt is a train prompt; phrasing uses only the held-out templates; extrap has operands with
@@ -132,6 +134,40 @@ HELD_OUT_TEMPLATES = {
     "identity": ("Work out {a}. ", "Spell {a} out in digits: ", "{a}, written plainly, is "),
     "multi": ("Work out {a}. ", "What does {a} come to? ", "Find the value of {a}: "),
 }
+
+# Composed phrasings, for train and val only (P_COMPOSED of their problems; test and extrap keep TEMPLATES): every
+# frame (a lead-in and an ending: "Tell me {q}. ", "Q: What is {q}? A: ", "{q} -> ") around every core of an op
+# (its words or symbols: "the total of {a} and {b}", "{a} x {b}"), about a hundred per category, so that the model
+# meets many wordings and learns that the answer starts where a prompt ends, whatever its words. The frames and
+# cores use none of the held-out phrasings' own words ("work out", "make", "lots of", "taken away", "pick", "pow",
+# "come to", "find", ...) and no composed template is a held-out one (the tests check both).
+FRAMES = ("{q} = ", "{q} is ", "{q} equals ", "{q} gives ", "{q} -> ", "What is {q}? ", "what is {q}? ",
+          "What's {q}? ", "Tell me {q}: ", "Tell me {q}. ", "Compute {q}: ", "Compute {q}. ", "Evaluate {q}. ",
+          "Q: What is {q}? A: ", "Question: {q}? Answer: ", "Please compute {q}: ", "I need {q}. ", "Quick: {q} = ",
+          "Now, {q} is ", "So {q} equals ", "Give {q}: ", "Can you tell me {q}? ", "Determine {q}! ",
+          "Solve this: {q} = ")
+CORES = {
+    "add": ("{a} + {b}", "{a} plus {b}", "the sum of {a} and {b}", "{a} added to {b}", "the total of {a} and {b}",
+            "{a} and {b} added together", "{b} more than {a}"),
+    "subtract": ("{a} - {b}", "{a} minus {b}", "the difference of {a} and {b}", "{a} less {b}",
+                 "{b} subtracted from {a}", "{a} reduced by {b}", "{b} less than {a}"),
+    "multiply": ("{a} * {b}", "{a} times {b}", "the product of {a} and {b}", "{a} multiplied by {b}", "{a} x {b}"),
+    "divide": ("{a} / {b}", "{a} divided by {b}", "the quotient of {a} and {b}", "the ratio of {a} to {b}",
+               "{b} into {a}"),
+    "log": ("log_{a}({b})", "log base {a} of {b}", "the logarithm base {a} of {b}", "the log of {b} to base {a}",
+            "the base {a} logarithm of {b}"),
+    "pow": ("{a}^{b}", "{a}**{b}", "{a} to the power of {b}", "{a} raised to {b}", "{a} to the power {b}"),
+    "max": ("max({a}, {b})", "the maximum of {a} and {b}", "the larger of {a} and {b}", "the greater of {a} and {b}",
+            "the largest of {a} and {b}", "the higher of {a} and {b}"),
+    "min": ("min({a}, {b})", "the minimum of {a} and {b}", "the smaller of {a} and {b}", "the lesser of {a} and {b}",
+            "the lower of {a} and {b}", "the smallest of {a} and {b}"),
+    "identity": ("{a}", "{a} in digits", "{a} as a plain number", "{a} written in full", "the number {a}"),
+    "multi": ("{a}", "the value of {a}", "the expression {a}"),
+}
+COMPOSED_TEMPLATES = {op: tuple(t for t in dict.fromkeys(frame.replace("{q}", core) for frame in FRAMES
+                                                          for core in CORES[op]) if t not in TEMPLATES[op])
+                      for op in CORES}
+P_COMPOSED = 0.5
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 # Every printable ASCII char and the line end, sorted: the vocabulary does not depend on the templates, the seed or
@@ -343,7 +379,8 @@ def _layout(template):
     return [names[i] if i % 2 == 0 else (names[i], _slot_rule(names[i - 1], names[i + 1])) for i in range(len(names))]
 
 
-_LAYOUTS = {t: _layout(t) for table in (TEMPLATES, HELD_OUT_TEMPLATES) for ts in table.values() for t in ts}
+_LAYOUTS = {t: _layout(t) for table in (TEMPLATES, HELD_OUT_TEMPLATES, COMPOSED_TEMPLATES)
+            for ts in table.values() for t in ts}
 
 
 # -----------------------------------------------------------------------------
@@ -442,7 +479,8 @@ def _check_sizes(max_digits, max_ops):
 def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
     """One random problem of a split, drawn with rng (a random.Random).
 
-    split: one of SPLITS ("phrasing" draws HELD_OUT_TEMPLATES and test's numbers; the others draw TEMPLATES).
+    split: one of SPLITS ("phrasing" draws HELD_OUT_TEMPLATES and test's numbers; test and extrap draw TEMPLATES;
+        train and val draw COMPOSED_TEMPLATES with probability P_COMPOSED, else TEMPLATES).
     op: one of CATEGORIES (OPS or "multi"), or None for a uniform draw. max_ops: the longest "multi" chain (2..8).
     Returns a dict with
         text         prompt + answer + "\\n"
@@ -463,7 +501,11 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
     else:
         lo, hi, bound = 1, max_digits, min(10 ** (2 * max_digits), 2**53)
     op = op or rng.choice(CATEGORIES)
-    template = rng.choice((HELD_OUT_TEMPLATES if split == "phrasing" else TEMPLATES)[op])
+    if split == "phrasing":
+        table = HELD_OUT_TEMPLATES
+    else:  # train and val mix in the composed phrasings; test and extrap are drawn exactly as before they existed
+        table = COMPOSED_TEMPLATES if split in ("train", "val") and rng.random() < P_COMPOSED else TEMPLATES
+    template = rng.choice(table[op])
     for _ in range(1000):
         if op == "multi":
             drawn = _expr(rng, rng.randint(2, max_ops), lo, hi, bound)
