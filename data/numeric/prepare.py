@@ -12,7 +12,7 @@ where the answer starts:
 
 It covers the DAG's nine ops (dag_model.OPS) alone and in expressions of 2..max_ops ops ("multi", at most
 MAX_STEPS), in 12 phrasings each (TEMPLATES, words and symbols) plus 3 held-out ones (HELD_OUT_TEMPLATES) that only
-the "phrasing" split uses; half of the train and val problems use one of ~100 more per category instead
+the "phrasing" split uses; half of the train and val problems use one of 66-161 more per category instead
 (COMPOSED_TEMPLATES: frames such as "Tell me {q}. " around cores such as "the total of {a} and {b}"). Prompt numbers
 are written "12345", "12,345", "12.5" (1..9 decimals), "2.5k", negative in any position ("-7", "3 - (-4)",
 "(-4) * 5"). Answers are canonical: optional '-', digits, optional '.' and the fewest fractional digits ("0", never
@@ -137,7 +137,7 @@ HELD_OUT_TEMPLATES = {
 
 # Composed phrasings, for train and val only (P_COMPOSED of their problems; test and extrap keep TEMPLATES): every
 # frame (a lead-in and an ending: "Tell me {q}. ", "Q: What is {q}? A: ", "{q} -> ") around every core of an op
-# (its words or symbols: "the total of {a} and {b}", "{a} x {b}"), about a hundred per category, so that the model
+# (its words or symbols: "the total of {a} and {b}", "{a} x {b}"), 66-161 per category, so that the model
 # meets many wordings and learns that the answer starts where a prompt ends, whatever its words. The frames and
 # cores use none of the held-out phrasings' own words ("work out", "make", "lots of", "taken away", "pick", "pow",
 # "come to", "find", ...) and no composed template is a held-out one (the tests check both).
