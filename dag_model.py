@@ -10,7 +10,7 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         point, a 'k' suffix, a minus sign, or not part of a number), the vocabulary says which
                         digits a token holds ("7", GPT-2's " 345"), and an exact linear recurrence turns both
                         into the number that ends at that token ("12,345" -> 12345, "12" " 345" -> 12345)
-  context blocks        two Blocks: e -> operand context and op context (B, T, n_embd)
+  context block         a Block: e -> the context (B, T, n_embd) the DAG's operand queries and op heads read
   DAG controller        dag_depth steps; at position t step k attends over the nodes of tokens <= t and the
                         scratch nodes of steps < k at positions <= t (its own, and those of the positions
                         right after a number, where "(3 + 4)" is computed at ")"), picks two operands (a query
@@ -18,7 +18,7 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         operand starts: ' * 5'), and
                         appends a new node (a float64 value and an embedding)
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
-                        projection), one self-attention across the nodes, mean-pool, a small Block: dag_sem
+                        projection, a weight matrix per step), plus the nodes' mean embedding, a small Block: dag_sem
   gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
   token write           with dag_write_tokens (BPE): + a learned bias on the logit of the token that continues
                         each step's value as the tokenizer chunks it ("48324" -> " 483", "24")
@@ -428,8 +428,8 @@ def scratch_index(T, j, position=None):
 class DAGController(nn.Module):
     """Runs dag_depth steps at every position. Inputs, for the Tq positions being computed: token node embeddings
     (B, Tq, n_embd), token values (B, Tq) float64, number lengths in tokens (B, Tq) long and in characters
-    (written, (B, Tq) long: the Abacus index), the extractor's class choices (B, Tq, |CLASSES|), operand and op
-    contexts (B, Tq, n_embd). Tq is the whole sequence in training; in cached generation (cache, a DAGCache) only
+    (written, (B, Tq) long: the Abacus index), the extractor's class choices (B, Tq, |CLASSES|), the context
+    (B, Tq, n_embd) that the operand queries and op heads read. Tq is the whole sequence in training; in cached generation (cache, a DAGCache) only
     the new positions, and the nodes of earlier ones come from the cache.
     Optionally a program that forces the choices: one (a, b, op) per step, a and b indexing the nodes (token
     positions 0..T-1, then step j's scratch node at position s at T (1 + j) + s: scratch_index; an int, or a (T,)
@@ -474,19 +474,19 @@ class DAGController(nn.Module):
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
 
-    def forward(self, node_emb, values, length, written, classes, operand_ctx, op_ctx, program=None,
+    def forward(self, node_emb, values, length, written, classes, ctx, program=None,
                 with_programs=False, cache=None, with_stats=False):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
-        anchor_logits = self.op_anchor(op_ctx).float()  # (B, Tq, 9)
+        anchor_logits = self.op_anchor(ctx).float()  # (B, Tq, 9)
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
             token_keys, values, length, anchor_logits = cache.extend_nodes(token_keys, values.detach(), length,
                                                                            anchor_logits)
-        B, Tq, C = operand_ctx.shape
+        B, Tq, C = ctx.shape
         Tk = token_keys.size(1)
         masks = self.operand_mask(length, Tq)
-        queries = self.query(operand_ctx).view(B, Tq, self.depth, 2, C)  # every step's two operand queries
-        op_logits = self.op_head(op_ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
+        queries = self.query(ctx).view(B, Tq, self.depth, 2, C)  # every step's two operand queries
+        op_logits = self.op_head(ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
         # the nodes, per kind (the tokens, then each step's scratch nodes): keys (B, Tk, C), values (B, Tk)
         # float64, and the token each node's op is read at (B, Tk) long (a token its own, a scratch node its left
         # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
@@ -656,7 +656,7 @@ class DAGCache:
     token nodes: keys (B, T, n_embd), values (B, T) float64, number lengths (B, T) long and op anchor logits
     (B, T, 9). Position t depends only on tokens <= t, so a new token needs these and nothing is re-run.
     DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
-    BLOCKS = ('node_embed', 'operand_context', 'op_context', 'readout')
+    BLOCKS = ('node_embed', 'context', 'readout')
 
     def __init__(self, model, batch_size, max_len):
         self.trunk = GPT.new_kv_cache(model, batch_size, max_len)
@@ -700,23 +700,21 @@ def run_block(block, x, cache, name):
 
 class DAGReadout(nn.Module):
     """The scratch nodes' readout features (B, T, dag_depth, F) and embeddings (B, T, dag_depth, n_embd) ->
-    dag_sem (B, T, n_embd): the scalar-to-embedding projection of the features plus the node embedding (which
-    says which op and step made it, so every step's embeddings reach the loss, also at dag_depth 1), one
-    self-attention across the nodes of a position, a mean-pool, a small Block (causal over T)."""
+    dag_sem (B, T, n_embd): the scalar-to-embedding projection of every step's features, each step with its own
+    weights (one Linear over the concatenation: the steps' labels are right-aligned, so the last step holds the
+    answer and its symbol must not be averaged away), plus the mean of the node embeddings (which say which op
+    made each node, so every step's embedding reaches the loss, also at dag_depth 1), then a small Block (causal
+    over T). (Until issue 9 a shared projection, one self-attention across the nodes of a position and a
+    mean-pool did this: the attention's Linear on dag_depth x the tokens cost about a Block; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
-        C = config.n_embd
-        self.proj = nn.Linear(N_VALUE_FEATURES + len(SYMBOLS), C)
-        self.ln = LayerNorm(C, bias=config.bias)
-        self.qkv = nn.Linear(C, 3 * C, bias=config.bias)
+        self.proj = nn.Linear(config.dag_depth * (N_VALUE_FEATURES + len(SYMBOLS)), config.n_embd)
         self.block = Block(config)
 
     def forward(self, feats, node_emb, cache=None):
-        x = self.proj(feats) + node_emb  # (B, T, D, C)
-        q, k, v = self.qkv(self.ln(x)).chunk(3, dim=-1)
-        x = x + F.scaled_dot_product_attention(q, k, v)  # the nodes of one position, all at the same time t
-        return run_block(self.block, x.mean(2), cache, 'readout')
+        x = self.proj(feats.flatten(2)) + node_emb.mean(2)  # (B, T, C)
+        return run_block(self.block, x, cache, 'readout')
 
 
 def labelled_cross_entropy(logits, targets):
@@ -774,13 +772,11 @@ class DAGGPT(GPT):
             self.register_buffer(name, table)
         self.node_embed = Block(config)
         self.value_extractor = ValueExtractor(config)
-        self.operand_context = Block(config)
-        self.op_context = Block(config)
+        self.context = Block(config)
         self.controller = DAGController(config)
         self.readout = DAGReadout(config)
         self.gate = nn.Linear(config.n_embd, 1)
-        modules = [self.node_embed, self.value_extractor, self.operand_context, self.op_context, self.controller,
-                   self.readout, self.gate]
+        modules = [self.node_embed, self.value_extractor, self.context, self.controller, self.readout, self.gate]
         if config.dag_write_tokens:  # a logit bias for each step's next token, with and without a space
             self.token_write = nn.Linear(config.n_embd, 2 * config.dag_depth)
             modules.append(self.token_write)
@@ -819,9 +815,8 @@ class DAGGPT(GPT):
             e = e.float()
             token_values, length, written, classes, class_logits, digit_logits = self.value_extractor(
                 e, self.digit_value[idx], self.digit_len[idx], cache)
-            operand_ctx = run_block(self.operand_context, e, cache, 'operand_context')
-            op_ctx = run_block(self.op_context, e, cache, 'op_context')
-            out = self.controller(e, token_values, length, written, classes, operand_ctx, op_ctx, program,
+            ctx = run_block(self.context, e, cache, 'context')
+            out = self.controller(e, token_values, length, written, classes, ctx, program,
                                   with_programs=steps is not None, cache=cache, with_stats=with_stats)
             dag_sem = self.readout(out['feats'], out['emb'], cache)
         out.update(token_values=token_values, length=length, written=written)
