@@ -86,7 +86,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from model import GPT, Block, GPTConfig, KVCache, LayerNorm
+from model import GPT, Block, GPTConfig, KVCache
 
 OPS = ('add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min', 'identity')
 MAX_VALUE = 2.0 ** 53  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE]: float64 holds every integer up to here
@@ -153,10 +153,10 @@ def dag_ops(a, b):
 
 def value_features(v):
     """Bounded features of float64 values v (...) -> float32 (..., N_VALUE_FEATURES): sign, log10(1+|v|)/16,
-    and cos, sin of 2 pi v / p for p in FOURIER_PERIODS (computed as (v mod p) / p, exact in float64)."""
+    and cos, sin of 2 pi v / p for p in FOURIER_PERIODS (v mod p in float64, then scaled)."""
     v = v.clamp(-MAX_VALUE, MAX_VALUE)
     periods = torch.tensor(FOURIER_PERIODS, dtype=torch.float64, device=v.device)
-    angle = (2 * math.pi * torch.remainder(v[..., None], periods) / periods).float()
+    angle = (torch.remainder(v[..., None], periods) * (2 * math.pi / periods)).float()
     return torch.cat([torch.sign(v).float()[..., None], (torch.log10(1 + v.abs()) / 16).float()[..., None],
                       torch.cos(angle), torch.sin(angle)], dim=-1)
 
@@ -172,9 +172,9 @@ def render_symbol(v, j):
     a = v.abs().clamp(max=MAX_VALUE)
     pow10 = torch.tensor(POW10, device=v.device)
     # the decimal exponent of a: floor(log10 a), by comparisons (exact where a is the double of a power of 10)
-    above = torch.tensor([10.0 ** k for k in range(1, 16)], dtype=torch.float64, device=v.device)
-    below = torch.tensor([10.0 ** -k for k in range(MAX_FRAC_DIGITS)], dtype=torch.float64, device=v.device)
-    exponent = (a[..., None] >= above).sum(-1) - (a[..., None] < below).sum(-1)
+    # (a binary search over the powers of 10, exact comparisons: the same as counting those <= a, and cheaper)
+    powers = torch.tensor([10.0 ** k for k in range(-MAX_FRAC_DIGITS + 1, 16)], dtype=torch.float64, device=v.device)
+    exponent = torch.searchsorted(powers, a.contiguous(), right=True) - MAX_FRAC_DIGITS
     frac_room = (SIGNIFICANT_DIGITS - 1 - exponent).clamp(0, MAX_FRAC_DIGITS)
     n = torch.round(a * pow10[frac_room].double()).long()  # all the digits, as one integer (< 10^16)
     z = torch.arange(1, MAX_FRAC_DIGITS + 1, device=v.device)  # trailing zeros of the fraction part:
@@ -429,8 +429,8 @@ class DAGController(nn.Module):
     """Runs dag_depth steps at every position. Inputs, for the Tq positions being computed: token node embeddings
     (B, Tq, n_embd), token values (B, Tq) float64, number lengths in tokens (B, Tq) long and in characters
     (written, (B, Tq) long: the Abacus index), the extractor's class choices (B, Tq, |CLASSES|), the context
-    (B, Tq, n_embd) that the operand queries and op heads read. Tq is the whole sequence in training; in cached generation (cache, a DAGCache) only
-    the new positions, and the nodes of earlier ones come from the cache.
+    (B, Tq, n_embd) that the operand queries and op heads read. Tq is the whole sequence in training; in cached
+    generation (cache, a DAGCache) only the new positions, and the nodes of earlier ones come from the cache.
     Optionally a program that forces the choices: one (a, b, op) per step, a and b indexing the nodes (token
     positions 0..T-1, then step j's scratch node at position s at T (1 + j) + s: scratch_index; an int, or a (T,)
     tensor of one node per position), op a name in OPS; forced choices must be visible from the position that
@@ -623,14 +623,15 @@ class DAGController(nn.Module):
         McLeish et al. 2024); backward: the gradient of the expected features of the candidates (results
         (B, Tq, 9 + 2K) weighted by the op and operand probabilities, weights (B, Tq, 9 + 2K), each of the
         N_CHOICES groups summing to 1). With gradients off, only the chosen result's features are computed."""
-        symbol = render_symbol(value, written)
-        hard = torch.cat([value_features(value), F.one_hot(symbol, len(SYMBOLS)).float()], dim=-1)
         if not torch.is_grad_enabled():
-            return hard, symbol
-        feats = torch.cat([value_features(results), F.one_hot(render_symbol(results, written[..., None]),
-                                                              len(SYMBOLS)).float()], dim=-1)
+            symbol = render_symbol(value, written)
+            return torch.cat([value_features(value), F.one_hot(symbol, len(SYMBOLS)).float()], dim=-1), symbol
+        symbols = render_symbol(results, written[..., None])  # (B, Tq, 9 + 2K)
+        feats = torch.cat([value_features(results), F.one_hot(symbols, len(SYMBOLS)).float()], dim=-1)
+        # the chosen result is results[..., op_hard] (the first 9 are every op on the chosen operands): its features
+        hard = feats.gather(2, op_hard[:, :, None, None].expand(-1, -1, 1, feats.size(-1))).squeeze(2)
         soft = (weights[..., None] * feats).sum(2) / N_CHOICES
-        return straight_through(hard, soft), symbol
+        return straight_through(hard, soft), symbols.gather(-1, op_hard[..., None]).squeeze(-1)
 
     def new_node(self, k, mixed, op_hard, p_op):
         """The scratch node's embedding (B, Tq, C): its value's features, the op that made it (straight-through:
