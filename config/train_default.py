@@ -1,6 +1,6 @@
 # The CPU toy: a tiny GPT on the built-in numeric corpus (arithmetic written in text; no download, no GPU).
 # python data/numeric/prepare.py && python train.py config/train_default.py --dag_depth=4
-# Without --dag_depth (0) it trains the plain GPT with the same trunk; --n_layer=9 gives the plain GPT with about
+# Without --dag_depth (0) it trains the plain GPT with the same trunk; --n_layer=9 gives a plain GPT with at least
 # GPT+DAG's parameter count (compare_numeric.py runs that comparison).
 
 out_dir = 'out-numeric'
