@@ -510,8 +510,12 @@ class DAGController(nn.Module):
         out = {'values': torch.stack([s['value'] for s in steps], -1),
                'feats': torch.stack([s['feats'] for s in steps], 2),
                'emb': torch.stack([s['emb'] for s in steps], 2),
-               'choices': torch.stack([s['choice'] for s in steps], 2),
-               'symbols': torch.stack([s['symbol'] for s in steps], -1)}
+               'choices': torch.stack([s['choice'] for s in steps], 2)}
+        if torch.is_grad_enabled():
+            out['symbols'] = torch.stack([s['symbol'] for s in steps], -1)
+        else:  # every step's symbol in one call (no step reads another's): cached decoding is bound by the op count
+            out['symbols'] = render_symbol(out['values'], written[..., None])
+            out['feats'] = torch.cat([out['feats'], F.one_hot(out['symbols'], len(SYMBOLS)).float()], -1)
         if with_stats:  # diagnostics, only when the caller logs them
             out['stats'] = self.diagnostics(steps, out['values'])
         if with_programs:
@@ -626,10 +630,10 @@ class DAGController(nn.Module):
         after xVal, Golkar et al. 2023, and FoNE, Zhou et al. 2025; the one-hot symbol at an Abacus-style index,
         McLeish et al. 2024); backward: the gradient of the expected features of the candidates (results
         (B, Tq, 9 + 2K) weighted by the op and operand probabilities, weights (B, Tq, 9 + 2K), each of the
-        N_CHOICES groups summing to 1). With gradients off, only the chosen result's features are computed."""
+        N_CHOICES groups summing to 1). With gradients off, only the chosen result's value features, and no
+        symbol (None: forward renders every step's at once)."""
         if not torch.is_grad_enabled():
-            symbol = render_symbol(value, written)
-            return torch.cat([value_features(value), F.one_hot(symbol, len(SYMBOLS)).float()], dim=-1), symbol
+            return value_features(value), None
         symbols = render_symbol(results, written[..., None])  # (B, Tq, 9 + 2K)
         feats = torch.cat([value_features(results), F.one_hot(symbols, len(SYMBOLS)).float()], dim=-1)
         # the chosen result is results[..., op_hard] (the first 9 are every op on the chosen operands): its features
