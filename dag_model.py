@@ -66,7 +66,7 @@ the inner step's operands and op in most chains.
 Cut for cost (issue 9; 3 seeds, 750 iterations, NOTES.md): a second context Block (one for the operand queries,
 one for the op heads) and the readout's self-attention across a position's nodes (its Linear ran on dag_depth x
 the tokens). Without them test / extrap / phrasing are 91.0 / 90.8 / 55.8% against 91.2 / 89.6 / 55.9%, with
-1.58M parameters instead of 1.81M, a training step 17% shorter and cached decoding 1.8x as fast.
+1.58M parameters instead of 1.81M and a training step 17% shorter (cached decoding as fast as before).
 
 Tokenisation (issue 10): one code path for a character vocabulary (the numeric corpus, shakespeare_char) and
 GPT-2 BPE. Reading: the classifier decides what a token is in context ("12" " 345" is one number or two; " 66" in
