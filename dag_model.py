@@ -714,7 +714,7 @@ class DAGReadout(nn.Module):
     answer and its symbol must not be averaged away), plus the mean of the node embeddings (which say which op
     made each node, so every step's embedding reaches the loss, also at dag_depth 1), then a small Block (causal
     over T). (Until issue 9 a shared projection, one self-attention across the nodes of a position and a
-    mean-pool did this: the attention's Linear on dag_depth x the tokens cost about a Block; NOTES.md.)"""
+    mean-pool did this: the attention's Linear ran on dag_depth x the tokens, the only Linear that did; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
