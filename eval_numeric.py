@@ -9,7 +9,8 @@ with no padding, and each batch decodes (longest answer + 2) tokens. A prompt lo
 room is cropped to the last block_size tokens by greedy_decode itself, so such a model sees a cut prompt.
 
 Prints a table of accuracy overall, by split (test / extrap), by op and by number of digits, then, as the last
-line, one JSON object with the same numbers (see `score`) plus checkpoint, iter_num, n_params and dag_depth. On a
+line, one JSON object with the same numbers (see `score`) plus checkpoint, iter_num, n_params, dag_depth and
+over_block (per split, the problems that do not fit block_size with their answer: see over_block). On a
 mixture of prose and problems (data/numeric/prepare.py --prose=PATH, which writes val_prose.bin) it also prints
 the val loss on the prose alone (prose_loss), 'prose_val_loss' in the JSON.
 
@@ -18,8 +19,8 @@ $ python eval_numeric.py --out_dir=out-numeric --split=extrap --max_problems=100
 $ python eval_numeric.py --out_dir=out-numeric --suite=length   # 10-digit adds (AdderBoard), length grid
 $ python eval_numeric.py --out_dir=out-numeric --suite=chains   # multi-step: by tree height, where programs break
 
-As a library: load_problems, length_problems, chain_problems, answer_problems, chain_nodes, prose_loss, score,
-chain_report, format_table, format_grid, format_chains.
+As a library: load_problems, length_problems, chain_problems, answer_problems, chain_nodes, prose_loss, over_block,
+score, chain_report, format_table, format_grid, format_chains.
 """
 import json
 import os
@@ -280,6 +281,18 @@ def format_grid(problems, answers):
     return '\n'.join(lines)
 
 
+def over_block(problems, encode, block_size):
+    """{split: how many of its problems do not fit block_size with their answer} (splits with none left out): the
+    tokens of '\n' + prompt + answer number more than block_size, so greedy decoding crops the prompt's start
+    before the answer is written out, and an expression cut at its start is right only by chance. block_size caps a
+    model's score there: 4-op chains of 5-6 digit operands (the extrap split) often pass 64 characters."""
+    counts = {}
+    for p in problems:
+        if len(encode('\n' + p['prompt'] + p['answer'])) > block_size:
+            counts[p['split']] = counts.get(p['split'], 0) + 1
+    return counts
+
+
 def score(problems, answers):
     """Exact-match accuracy of answers (list[str]) to problems (dicts with answer, split, op, digits).
 
@@ -377,7 +390,8 @@ if __name__ == '__main__':
     dt = time.time() - t0
     result = score(held_out, answers)
     result.update(checkpoint=ckpt_path, iter_num=checkpoint.get('iter_num'), n_params=model.get_num_params(),
-                  dag_depth=checkpoint['model_args'].get('dag_depth', 0))
+                  dag_depth=checkpoint['model_args'].get('dag_depth', 0),
+                  over_block=over_block(held_out, encode, model.config.block_size))
     prose_path = os.path.join(data_dir, 'val_prose.bin') if data_dir else ''
     if suite == 'heldout' and os.path.isfile(prose_path):  # a mixture of prose and problems: the prose's own loss
         try:
@@ -392,6 +406,9 @@ if __name__ == '__main__':
     for p, a in wrong[:show_errors]:
         print(f"wrong ({p['split']}, {p['op']}): {p['prompt']!r} expected {p['answer']!r} got {a!r}")
     print(format_table(result))
+    if result['over_block']:
+        print(f"longer than block_size={model.config.block_size} with their answer (the prompt's start is cropped "
+              f"while answering): " + ', '.join(f"{n} {split}" for split, n in result['over_block'].items()))
     if 'prose_val_loss' in result:
         print(f"prose val loss: {result['prose_val_loss']:.4f} ({prose_path}, every window of block_size tokens)")
     if suite == 'length':

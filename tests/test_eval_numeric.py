@@ -123,11 +123,22 @@ def trained(tmp_path_factory):
     return work
 
 
+def test_over_block_counts_the_problems_cropped_while_answering():
+    """A problem is cropped when '\\n' + prompt + answer is longer than block_size: greedy decoding then cuts the
+    prompt's start before the last token (the answer's end) is written."""
+    problems = [{'prompt': '12 + 3 = ', 'answer': '15', 'split': 'test'},  # '\n12 + 3 = 15': 12 chars
+                {'prompt': '1 + 2 = ', 'answer': '3', 'split': 'extrap'}]  # 10 chars
+    encode = lambda s: [ord(c) for c in s]  # noqa: E731
+    assert eval_numeric.over_block(problems, encode, 12) == {}
+    assert eval_numeric.over_block(problems, encode, 11) == {'test': 1}
+    assert eval_numeric.over_block(problems, encode, 9) == {'test': 1, 'extrap': 1}
+
+
 def test_script_end_to_end(trained):
     proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', cwd=trained)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result) == {'overall', 'by_split', 'by_kind', 'by_op', 'by_digits', 'by_steps', 'checkpoint',
-                           'iter_num', 'n_params', 'dag_depth'}
+                           'iter_num', 'n_params', 'dag_depth', 'over_block'}
     assert result['overall']['n'] == 80 and 0 <= result['overall']['acc'] <= 1
     assert {k: t['n'] for k, t in result['by_split'].items()} == {'test': 40, 'extrap': 20, 'phrasing': 20}
     assert set(result['by_op']) == {'add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min',
