@@ -568,3 +568,16 @@ def test_prose_mixture(tmp_path):
     prose_file.write_text("caf\u00e9\n\nna\u00efve\n")
     with pytest.raises(ValueError, match="not in ALPHABET"):
         prep.prepare(str(mixed), prose=str(prose_file), **small)
+
+
+def test_p_multi_sets_the_share_of_chains_in_train_and_val_only():
+    """p_multi draws "multi" with that probability for train and val; the held-out splits, and every split without
+    it, draw uniformly over the ten categories (a tenth chains); out of 0..1 it is refused."""
+    rng = random.Random(3)
+
+    def share(split, p_multi):
+        return sum(prep.make_problem(rng, split, p_multi=p_multi)["op"] == "multi" for _ in range(2000)) / 2000
+    assert abs(share("train", 0.4) - 0.4) < 0.04 and abs(share("val", 0.4) - 0.4) < 0.04
+    assert abs(share("test", 0.4) - 0.1) < 0.03 and abs(share("train", None) - 0.1) < 0.03
+    with pytest.raises(ValueError, match="p_multi=1.5"):
+        prep.make_problem(rng, "train", p_multi=1.5)

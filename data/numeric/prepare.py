@@ -468,20 +468,24 @@ def _post_order(node):
 # problems
 
 
-def _check_sizes(max_digits, max_ops):
+def _check_sizes(max_digits, max_ops, p_multi=None):
     if not 1 <= max_digits <= 12:
         raise ValueError(f"max_digits={max_digits}: use 1..12, so that extrap operands (max_digits+2 digits) stay "
                          f"exact in float64")
     if not 2 <= max_ops <= MAX_STEPS:
         raise ValueError(f"max_ops={max_ops}: use 2..{MAX_STEPS} (MAX_STEPS, the width of the steps labels)")
+    if p_multi is not None and not 0 <= p_multi <= 1:
+        raise ValueError(f"p_multi={p_multi}: use a probability in 0..1 (or none: a uniform draw, a tenth chains)")
 
 
-def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
+def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     """One random problem of a split, drawn with rng (a random.Random).
 
     split: one of SPLITS ("phrasing" draws HELD_OUT_TEMPLATES and test's numbers; test and extrap draw TEMPLATES;
         train and val draw COMPOSED_TEMPLATES with probability P_COMPOSED, else TEMPLATES).
     op: one of CATEGORIES (OPS or "multi"), or None for a uniform draw. max_ops: the longest "multi" chain (2..8).
+    p_multi: with op None, the probability of "multi" for train and val (else one of OPS, uniformly); None draws
+        uniformly over CATEGORIES (a tenth chains). The held-out splits always draw uniformly.
     Returns a dict with
         text         prompt + answer + "\\n"
         prompt, answer (canonical str), value (float), op (op name, or "multi"), template (str), split
@@ -489,17 +493,19 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
         step_values  the value (float) of every op in the same order; the last is the answer
         digits       the most integer digits among the prompt's operands
         numbers      [(start, end), ...] char spans in text of every number, its '-' sign included, the answer last
-    Raises ValueError for an unknown split or op, or max_digits / max_ops out of range.
+    Raises ValueError for an unknown split or op, or max_digits / max_ops / p_multi out of range.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     if op is not None and op not in CATEGORIES:
         raise ValueError(f"unknown op {op!r}; expected one of {CATEGORIES} or None")
-    _check_sizes(max_digits, max_ops)
+    _check_sizes(max_digits, max_ops, p_multi)
     if split == "extrap":  # longer operands than anything in training
         lo, hi, bound = max_digits + 1, max_digits + 2, 2**53
     else:
         lo, hi, bound = 1, max_digits, min(10 ** (2 * max_digits), 2**53)
+    if op is None and p_multi is not None and split in ("train", "val"):
+        op = "multi" if rng.random() < p_multi else rng.choice(OPS)
     op = op or rng.choice(CATEGORIES)
     if split == "phrasing":
         table = HELD_OUT_TEMPLATES
@@ -545,10 +551,10 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4):
     }
 
 
-def _new_problem(rng, split, max_digits, max_ops, exclude, op=None):
+def _new_problem(rng, split, max_digits, max_ops, exclude, op=None, p_multi=None):
     """make_problem, redrawn while its prompt is in exclude."""
     for _ in range(1000):
-        p = make_problem(rng, split, max_digits, op, max_ops)
+        p = make_problem(rng, split, max_digits, op, max_ops, p_multi)
         if p["prompt"] not in exclude:
             return p
     raise RuntimeError(f"no new {split} {op or ''} prompt in 1000 draws: there are too few distinct problems; "
@@ -573,7 +579,7 @@ for _c, _role in {**{d: "digits" for d in "0123456789"}, ",": "sep", ".": "point
     _ROLE_OF_ID[ALPHABET.index(_c)] = CLASSES.index(_role)
 
 
-def _stream(rng, split, n, max_digits, max_ops, exclude, prose=()):
+def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None):
     """n problems whose prompts are not in exclude, as one text and what its labels are made of: a dict with
     text, prompts, numbers (char spans of every number), closes ((char, row) of every close position: step_rows),
     answers ((start, end, row): spans from the prompt's last char to the answer's last char, end exclusive),
@@ -588,7 +594,7 @@ def _stream(rng, split, n, max_digits, max_ops, exclude, prose=()):
             s["text"].append(paragraph)
             s["numbers"].extend((pos + m.start(), pos + m.end()) for m in re.finditer(r"\d+", paragraph))
             pos += len(paragraph)
-        p = _new_problem(rng, split, max_digits, max_ops, exclude)
+        p = _new_problem(rng, split, max_digits, max_ops, exclude, p_multi=p_multi)
         s["text"].append(p["text"])
         s["prompts"].append(p["prompt"])
         s["numbers"].extend((pos + start, pos + end) for start, end in p["numbers"])
@@ -730,7 +736,8 @@ def prose_paragraphs(path):
 
 
 def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, n_phrasing=1000,
-            max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None, prose=None):
+            max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None, prose=None,
+            p_multi=None):
     """Generate the corpus into out_dir (created if missing); same seed and sizes give byte-identical files.
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
@@ -743,10 +750,11 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     holds the val paragraphs alone, for the val loss on the prose (eval_numeric.py prints it); n_train sets the
     mix (Tiny Shakespeare's ~1.0M train chars against ~27 chars a problem: n_train=40000 is about half prose).
     Returns a summary dict: per split {'problems', 'max_chars'} (+ 'tokens' for train and val, and with prose
-    'prose_tokens'), vocab_size, paths, seconds. Raises ValueError for max_digits or max_ops out of range, and
-    FileNotFoundError / ValueError for a missing or unreadable prose file.
+    'prose_tokens'), vocab_size, paths, seconds. p_multi: the share of chains among the train and val problems
+    (make_problem; None: a tenth, as in every split). Raises ValueError for max_digits, max_ops or p_multi out of
+    range, and FileNotFoundError / ValueError for a missing or unreadable prose file.
     """
-    _check_sizes(max_digits, max_ops)
+    _check_sizes(max_digits, max_ops, p_multi)
     if tokenizer not in ("char", "gpt2"):
         raise ValueError(f"unknown tokenizer {tokenizer!r}: use 'char' or 'gpt2'")
     enc = None
@@ -769,7 +777,7 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
                "vocab_size": enc.n_vocab if enc else len(ALPHABET), "paths": paths}
     exclude = {p["prompt"] for p in held_out["test"]}
     for split, n in (("val", n_val), ("train", n_train)):  # val first: train excludes test and val prompts
-        stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude, paragraphs[split])
+        stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude, paragraphs[split], p_multi)
         exclude |= set(stream["prompts"])
         ids = encode(stream["text"])
         roles = roles_labels(ids, stream["numbers"])
@@ -837,10 +845,15 @@ if __name__ == "__main__":
     parser.add_argument("--prose", default=None,
                         help="a plain-text file (e.g. Tiny Shakespeare) whose paragraphs are mixed in between the "
                              "problems (90%% train, 10%% val), plus val_prose.bin for the loss on the prose alone")
+    parser.add_argument("--p_multi", type=float, default=None,
+                        help="the share of multi-step chains among the train and val problems (default: a tenth, "
+                             "uniform over the nine ops and chains; 0.4: chains +6 points, single ops with 5-6 digit "
+                             "operands -1.4, NOTES.md)")
     args = parser.parse_args()
     try:
         s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.n_phrasing,
-                    args.max_digits, args.max_ops, args.labels, args.tokenizer, args.tiktoken_file, args.prose)
+                    args.max_digits, args.max_ops, args.labels, args.tokenizer, args.tiktoken_file, args.prose,
+                    args.p_multi)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         sys.exit(f"prepare.py: {e}")
     print(f"numeric corpus, seed {s['seed']}, max_digits {s['max_digits']}, max_ops {s['max_ops']}, "
