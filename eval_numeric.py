@@ -8,7 +8,8 @@ Each prompt is encoded with the dataset's character vocabulary and answered by g
 with no padding, and each batch decodes (longest answer + 2) tokens. A prompt longer than block_size minus that
 room is cropped to the last block_size tokens by greedy_decode itself, so such a model sees a cut prompt.
 
-Prints a table of accuracy overall, by split (test / extrap), by op and by number of digits, then, as the last
+Prints a table of accuracy overall, by split (test / extrap / phrasing), by op, by number of digits and steps, and
+for the phrasing split by held-out template (which new wordings the model answers), then, as the last
 line, one JSON object with the same numbers (see `score`) plus checkpoint, iter_num, n_params, dag_depth and
 over_block (per split, the problems that do not fit block_size with their answer: see over_block). On a
 mixture of prose and problems (data/numeric/prepare.py --prose=PATH, which writes val_prose.bin) it also prints
@@ -299,8 +300,9 @@ def score(problems, answers):
     Returns {'overall': T, 'by_split': {split: T}, 'by_kind': {'<split> one op' or '<split> chain': T},
     'by_op': {op: T}, 'by_digits': {str(digits): T}, 'by_steps': {str(steps): T}} where each T
     is {'acc': float in [0, 1], 'n': int, 'correct': int}; splits and ops in order of first appearance, digits in
-    increasing order (as strings, so the dict survives a JSON round trip unchanged). Raises ValueError when the
-    two lists differ in length."""
+    increasing order (as strings, so the dict survives a JSON round trip unchanged). When problems of the
+    'phrasing' split name their 'template' (prepare.py's held-out wordings), also 'by_phrasing': {template: T},
+    in order of first appearance. Raises ValueError when the two lists differ in length."""
     if len(problems) != len(answers):
         raise ValueError(f"score: {len(problems)} problems but {len(answers)} answers")
     hits = [a == p['answer'] for p, a in zip(problems, answers)]
@@ -314,6 +316,12 @@ def score(problems, answers):
             groups.setdefault(steps if key == 'steps' else kind if key == 'kind' else p[key], []).append(hit)
         order = sorted(groups) if key in ('digits', 'steps') else groups
         result[name] = {str(k): _tally(groups[k]) for k in order}
+    phrasings = {}  # the held-out phrasings one by one: which wordings the model answers and which it does not
+    for p, hit in zip(problems, hits):
+        if p['split'] == 'phrasing' and 'template' in p:
+            phrasings.setdefault(p['template'], []).append(hit)
+    if phrasings:
+        result['by_phrasing'] = {t: _tally(h) for t, h in phrasings.items()}
     return result
 
 
@@ -329,6 +337,10 @@ def format_table(scores):
         lines.append(f"-- by {label}")
         for k, t in scores[name].items():
             row(f"  {k}", t)
+    if 'by_phrasing' in scores:
+        lines.append("-- phrasing split by held-out template ({a}, {b}: the operands)")
+        for k, t in scores['by_phrasing'].items():
+            lines.append(f"  {100 * t['acc']:6.2f}%  {t['correct']:>4d}/{t['n']:<4d} {k!r}")
     return '\n'.join(lines)
 
 

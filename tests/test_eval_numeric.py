@@ -138,7 +138,7 @@ def test_script_end_to_end(trained):
     proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', cwd=trained)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result) == {'overall', 'by_split', 'by_kind', 'by_op', 'by_digits', 'by_steps', 'checkpoint',
-                           'iter_num', 'n_params', 'dag_depth', 'over_block'}
+                           'iter_num', 'n_params', 'dag_depth', 'over_block', 'by_phrasing'}
     assert result['overall']['n'] == 80 and 0 <= result['overall']['acc'] <= 1
     assert {k: t['n'] for k, t in result['by_split'].items()} == {'test': 40, 'extrap': 20, 'phrasing': 20}
     assert set(result['by_op']) == {'add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min',
@@ -148,7 +148,8 @@ def test_script_end_to_end(trained):
         assert sum(t['n'] for t in result[group].values()) == 80
         assert sum(t['correct'] for t in result[group].values()) == result['overall']['correct']
     assert result['iter_num'] == 20 and result['dag_depth'] == 0 and result['n_params'] > 0
-    assert '-- by op' in proc.stdout
+    assert sum(t['n'] for t in result['by_phrasing'].values()) == 20 and len(result['by_phrasing']) > 1
+    assert '-- by op' in proc.stdout and '-- phrasing split by held-out template' in proc.stdout
 
     proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', '--split=extrap', '--max_problems=5',
                       cwd=trained)
@@ -306,3 +307,17 @@ def test_chain_nodes_runs_through_a_real_dag():
     k = 4 - max(g for _, g, _ in p['closes']) + h - 1
     assert nodes[0]['right'] == (out['values'][0, char + 1, k].item() == value)
     assert nodes[0]['tokens_only'] == bool((out['choices'][0, char + 1, k, :2] < idx.size(1)).all())
+
+
+def test_score_by_held_out_phrasing():
+    phrased = [{'prompt': '1 and 2 make ', 'answer': '3', 'split': 'phrasing', 'op': 'add', 'digits': 1,
+                'template': '{a} and {b} make '},
+               {'prompt': '3 and 4 make ', 'answer': '7', 'split': 'phrasing', 'op': 'add', 'digits': 1,
+                'template': '{a} and {b} make '},
+               {'prompt': 'Work out 2 * 5. ', 'answer': '10', 'split': 'phrasing', 'op': 'multiply', 'digits': 1,
+                'template': 'Work out {a} * {b}. '}]
+    s = score(PROBLEMS + phrased, ['3', '30', '56', '9', '-21', '42', '30'] + ['3', 'and', '10'])
+    assert s['by_phrasing'] == {'{a} and {b} make ': {'acc': 0.5, 'n': 2, 'correct': 1},
+                                'Work out {a} * {b}. ': {'acc': 1.0, 'n': 1, 'correct': 1}}
+    assert "50.00%     1/2    '{a} and {b} make '" in eval_numeric.format_table(s)
+    assert 'by_phrasing' not in score(PROBLEMS, ['3'] * 7)  # no phrasing split, no section
