@@ -302,7 +302,8 @@ def score(problems, answers):
     is {'acc': float in [0, 1], 'n': int, 'correct': int}; splits and ops in order of first appearance, digits in
     increasing order (as strings, so the dict survives a JSON round trip unchanged). When problems of the
     'phrasing' split name their 'template' (prepare.py's held-out wordings), also 'by_phrasing': {template: T},
-    in order of first appearance. Raises ValueError when the two lists differ in length."""
+    in order of first appearance, a chain's template marked '(chains) ' ("Work out {a}. " is both). Raises
+    ValueError when the two lists differ in length."""
     if len(problems) != len(answers):
         raise ValueError(f"score: {len(problems)} problems but {len(answers)} answers")
     hits = [a == p['answer'] for p, a in zip(problems, answers)]
@@ -318,8 +319,8 @@ def score(problems, answers):
         result[name] = {str(k): _tally(groups[k]) for k in order}
     phrasings = {}  # the held-out phrasings one by one: which wordings the model answers and which it does not
     for p, hit in zip(problems, hits):
-        if p['split'] == 'phrasing' and 'template' in p:
-            phrasings.setdefault(p['template'], []).append(hit)
+        if p['split'] == 'phrasing' and 'template' in p:  # a wording shared by a single op and chains: apart
+            phrasings.setdefault(('(chains) ' if p.get('steps', 1) > 1 else '') + p['template'], []).append(hit)
     if phrasings:
         result['by_phrasing'] = {t: _tally(h) for t, h in phrasings.items()}
     return result

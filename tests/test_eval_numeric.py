@@ -315,9 +315,15 @@ def test_score_by_held_out_phrasing():
                {'prompt': '3 and 4 make ', 'answer': '7', 'split': 'phrasing', 'op': 'add', 'digits': 1,
                 'template': '{a} and {b} make '},
                {'prompt': 'Work out 2 * 5. ', 'answer': '10', 'split': 'phrasing', 'op': 'multiply', 'digits': 1,
-                'template': 'Work out {a} * {b}. '}]
-    s = score(PROBLEMS + phrased, ['3', '30', '56', '9', '-21', '42', '30'] + ['3', 'and', '10'])
+                'template': 'Work out {a} * {b}. '},
+               {'prompt': 'Work out 7. ', 'answer': '7', 'split': 'phrasing', 'op': 'identity', 'digits': 1,
+                'template': 'Work out {a}. '},
+               {'prompt': 'Work out 2 * (1 + 2). ', 'answer': '6', 'split': 'phrasing', 'op': 'multi', 'digits': 1,
+                'steps': 2, 'template': 'Work out {a}. '}]
+    s = score(PROBLEMS + phrased, ['3', '30', '56', '9', '-21', '42', '30'] + ['3', 'and', '10', '7', '5'])
     assert s['by_phrasing'] == {'{a} and {b} make ': {'acc': 0.5, 'n': 2, 'correct': 1},
-                                'Work out {a} * {b}. ': {'acc': 1.0, 'n': 1, 'correct': 1}}
+                                'Work out {a} * {b}. ': {'acc': 1.0, 'n': 1, 'correct': 1},
+                                'Work out {a}. ': {'acc': 1.0, 'n': 1, 'correct': 1},
+                                '(chains) Work out {a}. ': {'acc': 0.0, 'n': 1, 'correct': 0}}
     assert "50.00%     1/2    '{a} and {b} make '" in eval_numeric.format_table(s)
     assert 'by_phrasing' not in score(PROBLEMS, ['3'] * 7)  # no phrasing split, no section
