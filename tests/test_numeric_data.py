@@ -581,3 +581,27 @@ def test_p_multi_sets_the_share_of_chains_in_train_and_val_only():
     assert abs(share("test", 0.4) - 0.1) < 0.03 and abs(share("train", None) - 0.1) < 0.03
     with pytest.raises(ValueError, match="p_multi=1.5"):
         prep.make_problem(rng, "train", p_multi=1.5)
+
+
+def test_answer_all_steps_labels_the_answer_on_every_step(tmp_path, corpus):
+    """--answer_all_steps: the same text and roles; every char of an answer's span (prompt's last char to answer's
+    last) has the answer in all columns, and every other char keeps its close row or -1."""
+    out = str(tmp_path)
+    prep.prepare(out, seed=1337, answer_all_steps=True, **SIZES)
+    text, labels = corpus["texts"]["train"], corpus["labels"]["train"]
+    assert np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16).tobytes() == prep.encode(text).tobytes()
+    np.testing.assert_array_equal(np.fromfile(os.path.join(out, "train_roles.bin"), dtype=np.uint8), labels["roles"])
+    steps_of = np.fromfile(os.path.join(out, "train_steps_of.bin"), dtype=np.int32)
+    steps = np.load(os.path.join(out, "train_steps.npy"))
+    in_answer, pos, rooted = np.zeros(len(text), dtype=bool), 0, 0
+    for line in text.splitlines():
+        prompt, answer = split_line(line)
+        for c in range(pos + len(prompt) - 1, pos + len(line)):
+            assert (steps[steps_of[c]] == float(Fraction(answer))).all(), (line, c - pos)
+            in_answer[c] = True
+        rooted += np.isnan(labels["steps"][labels["steps_of"][pos + len(line) - 1]]).any()
+        pos += len(line) + 1
+    assert rooted > 0  # answer rows that held NaN before (problems of one op, and chains): the flag changed them
+    np.testing.assert_array_equal(steps_of[~in_answer] == -1, labels["steps_of"][~in_answer] == -1)
+    closes = ~in_answer & (steps_of >= 0)
+    np.testing.assert_array_equal(steps[steps_of[closes]], labels["steps"][labels["steps_of"][closes]])  # as before

@@ -40,7 +40,8 @@ Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels
                            so the answer is in the last column and a parent's step comes after its children's;
                            NaN before a row's first label, its last label repeated after it. "(3 + 4) * 5 = 35"
                            has 7 at ")" (column MAX_STEPS - 2, repeated in the last) and 35 at the " " after 5
-                           and at the answer's chars
+                           and at the answer's chars (the root's close row; with --answer_all_steps, the
+                           answer in every column)
     meta.pkl               {'vocab_size', 'itos', 'stoi'} over ALPHABET (the same for every seed and size)
     problems.jsonl         test, extrap and phrasing problems with their exact answers and step values
     val_prose.bin          with --prose (a mixture of prose and problems): the val prose alone, for its loss
@@ -579,7 +580,7 @@ for _c, _role in {**{d: "digits" for d in "0123456789"}, ",": "sep", ".": "point
     _ROLE_OF_ID[ALPHABET.index(_c)] = CLASSES.index(_role)
 
 
-def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None):
+def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None, answer_all_steps=False):
     """n problems whose prompts are not in exclude, as one text and what its labels are made of: a dict with
     text, prompts, numbers (char spans of every number), closes ((char, row) of every close position: step_rows),
     answers ((start, end, row): spans from the prompt's last char to the answer's last char, end exclusive),
@@ -598,7 +599,7 @@ def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None)
         s["text"].append(p["text"])
         s["prompts"].append(p["prompt"])
         s["numbers"].extend((pos + start, pos + end) for start, end in p["numbers"])
-        rows = step_rows(p)
+        rows = step_rows(p, answer_all_steps)
         for char, row in rows[:-1]:
             s["closes"].append((pos + char, len(s["steps"])))
             s["steps"].append(row)
@@ -666,11 +667,20 @@ def close_positions(problem):
     return [(close_char(leaf), h, value) for leaf, h, value in problem["closes"]]
 
 
-def step_rows(problem):
+def step_rows(problem, answer_all_steps=False):
     """The steps labels of a problem: [(char index, row)], a row np.float64 (MAX_STEPS,) per close position
     (close_positions), then (None, the answer's row: the root's close row). Nodes closing at one char sit in its
     row at the column of their height, right-aligned by the problem's height H (column MAX_STEPS - H + h - 1); a
-    row's columns after its last label repeat it, NaN before the first."""
+    row's columns after its last label repeat it, NaN before the first.
+
+    answer_all_steps: the answer's row is the answer in every column, so every step is taught the answer at the
+    answer's chars and the readout sees it on every step; the children are taught at their close chars, where
+    the steps can read them. (In the root's close row the children that close with the root, 67 * 7 in
+    min(75, 67 * 7), sit on the earlier steps, and the model writes them: NOTES.md, seventh session: with
+    --p_multi=0.4 at 1,500 iterations, test chains 25 -> 55%; at the main job's 750 iterations and mix, no gain.)
+    Where the root closes at the prompt's last char ("3+4*5=", "Tell me 3 + 4 * 5. "), the answer's row then
+    replaces that char's close row (steps_of_labels: the later span wins), so a child closing there with the
+    root (4*5) is taught nowhere: the steps must find it unaided."""
     closes = close_positions(problem)
     H = max(h for _, h, _ in closes)
     rows = {}
@@ -679,7 +689,8 @@ def step_rows(problem):
     for row in rows.values():
         last = np.flatnonzero(~np.isnan(row)).max()
         row[last:] = row[last]
-    return list(rows.items()) + [(None, rows[closes[-1][0]])]
+    answer = np.full(MAX_STEPS, closes[-1][2]) if answer_all_steps else rows[closes[-1][0]]
+    return list(rows.items()) + [(None, answer)]
 
 
 def steps_labels(rows):
@@ -737,7 +748,7 @@ def prose_paragraphs(path):
 
 def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, n_phrasing=1000,
             max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None, prose=None,
-            p_multi=None):
+            p_multi=None, answer_all_steps=False):
     """Generate the corpus into out_dir (created if missing); same seed and sizes give byte-identical files.
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
@@ -751,7 +762,8 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     mix (Tiny Shakespeare's ~1.0M train chars against ~27 chars a problem: n_train=40000 is about half prose).
     Returns a summary dict: per split {'problems', 'max_chars'} (+ 'tokens' for train and val, and with prose
     'prose_tokens'), vocab_size, paths, seconds. p_multi: the share of chains among the train and val problems
-    (make_problem; None: a tenth, as in every split). Raises ValueError for max_digits, max_ops or p_multi out of
+    (make_problem; None: a tenth, as in every split). answer_all_steps: the answer's label row is the answer in
+    every column (step_rows; the train and val text is the same). Raises ValueError for max_digits, max_ops or p_multi out of
     range, and FileNotFoundError / ValueError for a missing or unreadable prose file.
     """
     _check_sizes(max_digits, max_ops, p_multi)
@@ -777,7 +789,8 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
                "vocab_size": enc.n_vocab if enc else len(ALPHABET), "paths": paths}
     exclude = {p["prompt"] for p in held_out["test"]}
     for split, n in (("val", n_val), ("train", n_train)):  # val first: train excludes test and val prompts
-        stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude, paragraphs[split], p_multi)
+        stream = _stream(rngs[split], split, n, max_digits, max_ops, exclude, paragraphs[split], p_multi,
+                         answer_all_steps)
         exclude |= set(stream["prompts"])
         ids = encode(stream["text"])
         roles = roles_labels(ids, stream["numbers"])
@@ -849,11 +862,15 @@ if __name__ == "__main__":
                         help="the share of multi-step chains among the train and val problems (default: a tenth, "
                              "uniform over the nine ops and chains; 0.4: chains +6 points, single ops with 5-6 digit "
                              "operands -1.4, NOTES.md)")
+    parser.add_argument("--answer_all_steps", action="store_true",
+                        help="label every DAG step with the answer at the answer's chars (default: the root's close "
+                             "row, its children on the earlier steps); with --p_multi=0.4 and 1,500 iterations, "
+                             "chains 25 -> 55%%, NOTES.md")
     args = parser.parse_args()
     try:
         s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.n_phrasing,
                     args.max_digits, args.max_ops, args.labels, args.tokenizer, args.tiktoken_file, args.prose,
-                    args.p_multi)
+                    args.p_multi, args.answer_all_steps)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         sys.exit(f"prepare.py: {e}")
     print(f"numeric corpus, seed {s['seed']}, max_digits {s['max_digits']}, max_ops {s['max_ops']}, "
