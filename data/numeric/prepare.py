@@ -48,6 +48,7 @@ Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels
 
 $ python data/numeric/prepare.py [--out_dir DIR] [--seed 1337] [--n_train 200000] [--max_digits 4] [--max_ops 4]
                                  [--no-labels] [--tokenizer char|gpt2 --tiktoken_file PATH] [--prose PATH]
+                                 [--p_multi 0.4] [--answer_all_steps]
 """
 import argparse
 import json
