@@ -593,15 +593,29 @@ def test_answer_all_steps_labels_the_answer_on_every_step(tmp_path, corpus):
     np.testing.assert_array_equal(np.fromfile(os.path.join(out, "train_roles.bin"), dtype=np.uint8), labels["roles"])
     steps_of = np.fromfile(os.path.join(out, "train_steps_of.bin"), dtype=np.int32)
     steps = np.load(os.path.join(out, "train_steps.npy"))
-    in_answer, pos, rooted = np.zeros(len(text), dtype=bool), 0, 0
+    in_answer, pos = np.zeros(len(text), dtype=bool), 0
     for line in text.splitlines():
         prompt, answer = split_line(line)
-        for c in range(pos + len(prompt) - 1, pos + len(line)):
+        for c in range(pos + len(prompt) - 1, pos + len(line)):  # NaN or a child here without the flag
             assert (steps[steps_of[c]] == float(Fraction(answer))).all(), (line, c - pos)
             in_answer[c] = True
-        rooted += np.isnan(labels["steps"][labels["steps_of"][pos + len(line) - 1]]).any()
         pos += len(line) + 1
-    assert rooted > 0  # answer rows that held NaN before (problems of one op, and chains): the flag changed them
     np.testing.assert_array_equal(steps_of[~in_answer] == -1, labels["steps_of"][~in_answer] == -1)
     closes = ~in_answer & (steps_of >= 0)
     np.testing.assert_array_equal(steps[steps_of[closes]], labels["steps"][labels["steps_of"][closes]])  # as before
+
+
+def test_cli_passes_p_multi_and_answer_all_steps(tmp_path):
+    """The script's --p_multi and --answer_all_steps reach prepare(): the same files as the call; a p_multi out of
+    0..1 is one line and a non-zero exit."""
+    small = dict(n_train=200, n_test=20, n_extrap=10, n_phrasing=10)
+    prep.prepare(str(tmp_path / "call"), p_multi=0.4, answer_all_steps=True, **small)
+    script = os.path.join(ROOT, "data", "numeric", "prepare.py")
+    sizes = [f"--{k}={v}" for k, v in small.items()]
+    subprocess.run([sys.executable, script, f"--out_dir={tmp_path / 'cli'}", *sizes, "--p_multi=0.4",
+                    "--answer_all_steps"], capture_output=True, text=True, check=True)
+    for name in ("train.bin", "train_steps.npy", "train_steps_of.bin"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "call" / name).read_bytes(), name
+    bad = subprocess.run([sys.executable, script, f"--out_dir={tmp_path / 'bad'}", *sizes, "--p_multi=1.5"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "p_multi=1.5" in bad.stderr and "Traceback" not in bad.stderr
