@@ -30,7 +30,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-from torch.distributed import barrier, destroy_process_group, init_process_group
+from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import build_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files, save_checkpoint
@@ -588,9 +588,4 @@ while True:
         break
 
 if ddp:
-    # every rank past its last step, then the DDP wrapper (whose reducer holds the process group) freed while the
-    # interpreter is whole: two full test-suite runs of ~9 on 2 busy cores had a rank abort at exit ("terminate
-    # called without an active exception"), as gloo's worker threads do when the group dies in interpreter teardown
-    barrier()
-    del model
     destroy_process_group()
