@@ -3,14 +3,14 @@ GPT+DAG: a GPT whose hidden states drive a small differentiable DAG of arithmeti
 
 Read top to bottom in the order data flows (SPEC.md names the parts):
 
-  h (B, T, n_embd)      the plain GPT up to its final layer norm (model.GPT.hidden_states)
-  node-embed block      a transformer Block: h -> node embeddings e (B, T, n_embd)
-  value extractor       e -> one value per token (B, T), float64: a learned classifier says what each token is
+  h (B, T, n_embd)      the plain GPT up to its final layer norm (model.GPT.hidden_states): the token nodes'
+                        embeddings
+  value extractor       h -> one value per token (B, T), float64: a learned classifier says what each token is
                         (digits that continue a number or start a new one, a thousands separator, a decimal
                         point, a 'k' suffix, a minus sign, or not part of a number), the vocabulary says which
                         digits a token holds ("7", GPT-2's " 345"), and an exact linear recurrence turns both
                         into the number that ends at that token ("12,345" -> 12345, "12" " 345" -> 12345)
-  context block         a Block: e -> the context (B, T, n_embd) the DAG's operand queries and op heads read
+  context block         a Block: h -> the context (B, T, n_embd) the DAG's operand queries and op heads read
   DAG controller        dag_depth steps; at position t step k attends over the nodes of tokens <= t and the
                         scratch nodes of steps < k at positions <= t (its own, and those of the positions
                         right after a number, where "(3 + 4)" is computed at ")"), picks two operands (a query
@@ -66,7 +66,9 @@ the inner step's operands and op in most chains.
 Cut for cost (issue 9; 3 seeds, 750 iterations, NOTES.md): a second context Block (one for the operand queries,
 one for the op heads) and the readout's self-attention across a position's nodes (its Linear ran on dag_depth x
 the tokens). Without them test / extrap / phrasing are 91.0 / 90.8 / 55.8% against 91.2 / 89.6 / 55.9%, with
-1.58M parameters instead of 1.81M and a training step 17% shorter (cached decoding as fast as before).
+1.58M parameters instead of 1.81M and a training step 17% shorter (cached decoding as fast as before). Then the
+node-embed Block between the trunk and the extractor (the DAG reads the trunk's h itself): 91.0 / 90.0 / 57.6%,
+1.40M parameters, the step 3.1x the GPT's -> 2.85x.
 
 Tokenisation (issue 10): one code path for a character vocabulary (the numeric corpus, shakespeare_char) and
 GPT-2 BPE. Reading: the classifier decides what a token is in context ("12" " 345" is one number or two; " 66" in
@@ -665,7 +667,7 @@ class DAGCache:
     token nodes: keys (B, T, n_embd), values (B, T) float64, number lengths (B, T) long and op anchor logits
     (B, T, 9). Position t depends only on tokens <= t, so a new token needs these and nothing is re-run.
     DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
-    BLOCKS = ('node_embed', 'context', 'readout')
+    BLOCKS = ('context', 'readout')
 
     def __init__(self, model, batch_size, max_len):
         self.trunk = GPT.new_kv_cache(model, batch_size, max_len)
@@ -779,13 +781,12 @@ class DAGGPT(GPT):
         super().__init__(config)
         for name, table in number_tables([], config.vocab_size).items():  # set_vocabulary fills them (TABLES)
             self.register_buffer(name, table)
-        self.node_embed = Block(config)
         self.value_extractor = ValueExtractor(config)
         self.context = Block(config)  # one for the operand queries and the op heads: two cost a Block (issue 9)
         self.controller = DAGController(config)
         self.readout = DAGReadout(config)
         self.gate = nn.Linear(config.n_embd, 1)
-        modules = [self.node_embed, self.value_extractor, self.context, self.controller, self.readout, self.gate]
+        modules = [self.value_extractor, self.context, self.controller, self.readout, self.gate]
         if config.dag_write_tokens:  # a logit bias for each step's next token, with and without a space
             self.token_write = nn.Linear(config.n_embd, 2 * config.dag_depth)
             modules.append(self.token_write)
@@ -819,9 +820,8 @@ class DAGGPT(GPT):
         the values the DAG's steps should compute at each position, right-aligned (column S - 1 is the final
         answer, S - 2 the step before; NaN where none): DAG step k is taught column S - dag_depth + k, by -log of
         the probability of its candidate programs that compute it."""
-        e = run_block(self.node_embed, h, cache, 'node_embed')
         with torch.autocast(device_type=h.device.type, enabled=False):
-            e = e.float()
+            e = h.float()  # the token nodes' embeddings: the trunk's own (a Block of their own did not pay, issue 9)
             token_values, length, written, classes, class_logits, digit_logits = self.value_extractor(
                 e, self.digit_value[idx], self.digit_len[idx], cache)
             ctx = run_block(self.context, e, cache, 'context')

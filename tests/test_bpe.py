@@ -88,7 +88,7 @@ def role_wired_dag(tokens, vocab_size, write=False, depth=1):
                        dag_depth=depth, dag_write_tokens=write)
     model = DAGGPT(cfg, tokens)
     with torch.no_grad():
-        for block in list(model.transformer.h) + [model.node_embed]:
+        for block in model.transformer.h:
             block.attn.c_proj.weight.zero_()
             block.mlp.c_proj.weight.zero_()
         model.transformer.wte.weight.zero_()

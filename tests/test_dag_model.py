@@ -307,7 +307,7 @@ def wired_dag(depth=2, block_size=128, **kw):
     a little noise)."""
     model = tiny_dag(depth=depth, vocab_size=len(VOCAB), block_size=block_size, tokens=list(VOCAB), **kw)
     with torch.no_grad():
-        for block in list(model.transformer.h) + [model.node_embed]:  # residual branches off: blocks pass x on
+        for block in model.transformer.h:  # residual branches off: blocks pass x on
             block.attn.c_proj.weight.zero_()
             block.mlp.c_proj.weight.zero_()
         # a little noise per position, so that each token's softmax differs, as in a trained model
@@ -341,7 +341,7 @@ def test_extractor_reads_numbers_bitwise_exactly(mode):
     model = wired_dag().train(mode == 'train')
     text = 'x ' + ' y '.join(NUMBERS) + ' z'
     values, out = read_tokens(model, text, torch.bfloat16 if mode == 'bf16' else None)
-    confidence = F.softmax(model.value_extractor.classify(model.node_embed(model.hidden_states(encode(text)))), -1)
+    confidence = F.softmax(model.value_extractor.classify(model.hidden_states(encode(text))), -1)
     assert 0.5 < confidence.max(-1).values.min() < confidence.max(-1).values.max() < 0.95  # soft, and not uniform
     pos = 2
     for number in NUMBERS:
@@ -501,7 +501,7 @@ def test_explain_reads_the_numbers_and_describes_every_step():
     vocab = '0123456789+= \n'
     model = tiny_dag(depth=3, tokens=list(vocab))
     with torch.no_grad():  # the digits' embeddings are their classes' one-hots; nothing else reaches the extractor
-        for block in list(model.transformer.h) + [model.node_embed]:
+        for block in model.transformer.h:
             block.attn.c_proj.weight.zero_()
             block.mlp.c_proj.weight.zero_()
         model.transformer.wpe.weight.zero_()

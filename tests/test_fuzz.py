@@ -39,7 +39,7 @@ def wire(model):
     role in a number (the blocks' residual branches off), and the extractor's classifier is the identity."""
     C = model.config.n_embd
     with torch.no_grad():
-        for block in list(model.transformer.h) + [model.node_embed]:
+        for block in model.transformer.h:
             block.attn.c_proj.weight.zero_()
             block.mlp.c_proj.weight.zero_()
         model.transformer.wpe.weight.mul_(0.1)
