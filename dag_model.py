@@ -556,19 +556,21 @@ class DAGController(nn.Module):
         forced = program[k] if program is not None else None
         q_a, q_b = queries[:, :, k].unbind(2)
         node_values = torch.cat(nodes['values'], -1)[:, None, :].expand(*q_a.shape[:2], -1)  # (B, Tq, N)
+        with_probs = torch.is_grad_enabled() or with_programs  # what only the backward pass and the loss read
         sides = [self.choose(self.operand_logits(q, nodes['keys'], masks), node_values,
-                             forced[side] if forced else None) for side, q in enumerate((q_a, q_b))]
+                             forced[side] if forced else None, with_probs) for side, q in enumerate((q_a, q_b))]
         (i_a, p_a, v_a, full_a), (i_b, p_b, v_b, full_b) = sides
         anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
         anchor = anchors.gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
         op_logits = op_logits[:, :, k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
         if forced:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
-        p_op = F.softmax(op_logits, dim=-1)  # (B, Tq, 9)
+        p_op = F.softmax(op_logits, dim=-1) if with_probs else None  # (B, Tq, 9)
         op_hard = self.explore(op_logits).argmax(-1)  # (B, Tq)
         results = self.candidate_results(v_a, v_b, op_hard)  # (B, Tq, 9 + 2K)
         value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, Tq) float64, exact
-        mixed, symbol = self.features(results, torch.cat([p_op, p_a, p_b], dim=-1), op_hard, value, written)
+        weights = torch.cat([p_op, p_a, p_b], dim=-1) if with_probs else None
+        mixed, symbol = self.features(results, weights, op_hard, value, written)
         step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op), 'symbol': symbol,
                 'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': (full_a, full_b),
                 'anchor_a': anchors.gather(-1, i_a[..., 0])}  # (B, Tq): the new node's anchor, its a's
@@ -590,14 +592,18 @@ class DAGController(nn.Module):
             logits.append((q @ key.transpose(1, 2) + scratch_rank_logits) / math.sqrt(C) + scratch_bias)
         return torch.cat(logits, -1).float()
 
-    def choose(self, logits, node_values, forced=None):
+    def choose(self, logits, node_values, forced=None, with_probs=True):
         """Operand logits (B, Tq, N) -> the top-K candidate nodes (B, Tq, K) long, sorted by the exploration
         sample so that index 0 is the hard choice; their renormalised probabilities (B, Tq, K); their values
-        (B, Tq, K) float64; the full softmax (B, Tq, N). forced, a node index, overrides the choice."""
+        (B, Tq, K) float64; the full softmax (B, Tq, N). forced, a node index, overrides the choice. Without
+        with_probs (generation: only the backward pass and the auxiliary loss read them) both probabilities are
+        None."""
         if forced is not None:
             logits = logits + FORCE * F.one_hot(torch.as_tensor(forced, device=logits.device), logits.size(-1))
         K = min(self.topk, logits.size(-1))
         i = self.explore(logits).topk(K, dim=-1).indices
+        if not with_probs:
+            return i, None, node_values.gather(-1, i), None
         probs = F.softmax(logits, dim=-1)
         p = probs.gather(-1, i)
         return i, p / p.sum(-1, keepdim=True).clamp(min=1e-9), node_values.gather(-1, i), probs  # 1e-9: no 0 / 0
@@ -645,9 +651,11 @@ class DAGController(nn.Module):
 
     def new_node(self, k, mixed, op_hard, p_op):
         """The scratch node's embedding (B, Tq, C): its value's features, the op that made it (straight-through:
-        the chosen op's embedding forward, the op distribution's gradient backward) and the step that made it."""
-        op_choice = straight_through(F.one_hot(op_hard, len(OPS)).float(), p_op)
-        return self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op_choice @ self.op_emb.weight \
+        the chosen op's embedding forward, the op distribution's gradient backward; p_op None: the embedding
+        alone, the same bits) and the step that made it."""
+        op = self.op_emb(op_hard) if p_op is None else \
+            straight_through(F.one_hot(op_hard, len(OPS)).float(), p_op) @ self.op_emb.weight
+        return self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op \
             + self.scratch_emb.weight[k]
 
     @torch.no_grad()
