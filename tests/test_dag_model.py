@@ -181,6 +181,9 @@ def test_labels_add_the_auxiliary_loss():
     steps[:, 5:, -2:] = out['values'][:, 5:, -2:]
     _, with_both = model(idx, idx, roles=roles, steps=steps)
     assert with_both > with_roles
+    with torch.no_grad():  # evaluated with labels: the probabilities the loss reads are computed without gradients
+        _, evaluated = model(idx, idx, roles=roles, steps=steps)
+    assert evaluated.item() == pytest.approx(with_both.item(), rel=1e-5)  # the readout's features batched otherwise
     model.zero_grad()
     _, loss = model(idx, idx, steps=steps)
     loss.backward()
@@ -468,6 +471,7 @@ def test_no_grad_renders_the_same_symbols_and_features():
         _, fast, _ = model.dag(idx, model.hidden_states(idx))
         logits = model(idx)[0]
     assert torch.equal(fast['values'], out['values']) and torch.equal(fast['symbols'], out['symbols'])
+    assert torch.equal(fast['choices'], out['choices'])  # the scratch nodes' keys (op embedding looked up) agree
     assert len(set(out['symbols'].flatten().tolist())) > 3  # digits and signs, not 'end' alone
     torch.testing.assert_close(fast['feats'], out['feats'].detach(), rtol=0, atol=1e-6)
     torch.testing.assert_close(logits, model(idx)[0].detach(), rtol=0, atol=1e-5)
