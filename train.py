@@ -410,8 +410,13 @@ def get_lr(it):
 def check_finite(name, value):
     """Stop the run (non-zero exit) on a NaN or inf loss, before anything is saved from it."""
     if not math.isfinite(value):
-        sys.exit(f"non-finite {name} ({value}) at iter {iter_num}: stopping; the last good checkpoint in "
-                 f"{out_dir} is untouched. Try a lower learning_rate, grad_clip, or dtype='float32'.")
+        message = (f"non-finite {name} ({value}) at iter {iter_num}: stopping; the last good checkpoint in "
+                   f"{out_dir} is untouched. Try a lower learning_rate, grad_clip, or dtype='float32'.")
+        if ddp:  # after a backward pass: leave as at the end of the run (see there), or gloo may abort the exit
+            print(message, file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(1)
+        sys.exit(message)
 
 
 # every log line's and eval's numbers, one JSON object a line, for plot.py (written by the master process)
