@@ -369,17 +369,17 @@ def read_numbers(y, digit_value, digit_len, window):
     scale = lambda n: pow10[n.round().long().clamp(0, 22)]  # noqa: E731
     continues = c['digits'] + c['sep'] + c['point'] + c['k']
     has_digits = c['digits'] + c['new_digits']
-    mantissa = linear_scan(c['digits'] * scale(digit_len) + c['sep'] + c['point'] + c['k'], has_digits * digit_value,
-                           window)
-    negative = linear_scan(continues, c['minus'], window).clamp(0, 1)
-    in_fraction = linear_scan(continues, c['point'], window).clamp(0, 1)
+    # six recurrences in one scan (stacked along the batch), then the one that reads in_fraction
+    a = torch.stack([c['digits'] * scale(digit_len) + c['sep'] + c['point'] + c['k']] + [continues] * 5)
+    b = torch.stack([has_digits * digit_value, c['minus'], c['point'], c['k'], 1 - c['other'],
+                     has_digits * digit_len + c['sep'] + c['point'] + c['k'] + c['minus']])
+    mantissa, negative, in_fraction, thousands, tokens, chars = \
+        linear_scan(a.flatten(0, 1), b.flatten(0, 1), window).view(b.shape).unbind(0)
+    negative, in_fraction = negative.clamp(0, 1), in_fraction.clamp(0, 1)
     frac_digits = linear_scan(continues, has_digits * digit_len * in_fraction, window)
-    thousands = linear_scan(continues, c['k'], window)
     # mantissa * 1000^k / 10^frac: the integer product is exact, and one division rounds once, so "12.25" is
     # the float64 nearest 12.25, as Python's float("12.25") (10.0 ** -2 would round twice)
     value = (1 - 2 * negative) * mantissa * scale(3 * thousands) / scale(frac_digits)
-    tokens = linear_scan(continues, 1 - c['other'], window)
-    chars = linear_scan(continues, has_digits * digit_len + c['sep'] + c['point'] + c['k'] + c['minus'], window)
     return value.clamp(-MAX_VALUE, MAX_VALUE), tokens, chars
 
 
@@ -459,8 +459,9 @@ class DAGController(nn.Module):
     the op read at the right operand's anchor: an operator is written next to its right operand, " * 5",
     "max(3, 5", "Subtract 5 from", so a token's context names the op that takes it; a scratch node is anchored
     where its own left operand is, so "* (398 * 2)" reads the outer '*' at "398"; a scratch node's key is its
-    value, op and step plus the key of its position's token, which says where it was computed), the candidate results
-    (`candidate_results`), their straight-through features (`features`), the new node (`new_node`)."""
+    value, op and step plus the key of its position's token, which says where it was computed), the candidate
+    results (`candidate_results`), their straight-through value features (`features`), the new node
+    (`new_node`). After the last step, every step's symbol at once (`symbol_features`: no step reads them)."""
 
     def __init__(self, config):
         super().__init__()
@@ -492,14 +493,17 @@ class DAGController(nn.Module):
         Tk = token_keys.size(1)
         masks = self.operand_mask(length, Tq)
         queries = self.query(ctx).view(B, Tq, self.depth, 2, C)  # every step's two operand queries
+        rank_table = self.rank_emb.weight if self.depth == 1 else \
+            torch.cat([self.rank_emb.weight, self.scratch_rank_emb.weight])  # the rank indices of operand_mask
+        rank_logits = queries @ rank_table.T  # (B, Tq, dag_depth, 2, 2 MAX_RANK)
         op_logits = self.op_head(ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
         # the nodes, per kind (the tokens, then each step's scratch nodes): keys (B, Tk, C), values (B, Tk)
         # float64, and the token each node's op is read at (B, Tk) long (a token its own, a scratch node its left
         # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
         nodes = {'keys': [token_keys], 'values': [values.detach()],
                  'anchors': [torch.arange(Tk, device=values.device).expand(B, Tk)]}
-        ctx = dict(masks=masks, written=written, queries=queries, op_logits=op_logits, anchor_logits=anchor_logits,
-                   program=program, with_programs=with_programs)
+        ctx = dict(masks=masks, queries=queries, rank_logits=rank_logits, op_logits=op_logits,
+                   anchor_logits=anchor_logits, program=program, with_programs=with_programs)
         steps = []
         for k in range(self.depth):
             step = self.step(k, nodes, **ctx)
@@ -513,11 +517,13 @@ class DAGController(nn.Module):
                'feats': torch.stack([s['feats'] for s in steps], 2),
                'emb': torch.stack([s['emb'] for s in steps], 2),
                'choices': torch.stack([s['choice'] for s in steps], 2)}
-        if torch.is_grad_enabled():
-            out['symbols'] = torch.stack([s['symbol'] for s in steps], -1)
-        else:  # every step's symbol in one call (no step reads another's): cached decoding is bound by the op count
-            out['symbols'] = render_symbol(out['values'], written[..., None])
-            out['feats'] = torch.cat([out['feats'], F.one_hot(out['symbols'], len(SYMBOLS)).float()], -1)
+        # every step's symbols in one call (no step reads them, only the readout); a step with fewer than dag_topk
+        # operand candidates (fewer nodes) padded with candidates of weight 0
+        pad = lambda x: F.pad(x, (0, len(OPS) + 2 * self.topk - x.size(-1)))  # noqa: E731
+        candidates = [torch.stack([pad(s[name]) for s in steps], 2) for name in ('results', 'weights')] \
+            if torch.is_grad_enabled() else (out['values'][..., None], None)
+        symbol_feats, out['symbols'] = self.symbol_features(*candidates, out['choices'][..., 2], written)
+        out['feats'] = torch.cat([out['feats'], symbol_feats], -1)
         if with_stats:  # diagnostics, only when the caller logs them
             out['stats'] = self.diagnostics(steps, out['values'])
         if with_programs:
@@ -525,14 +531,16 @@ class DAGController(nn.Module):
         return out
 
     def operand_mask(self, length, Tq):
-        """Number lengths of every token so far (B, Tk) -> for the last Tq positions (the queries) and every token
-        node: the logit bias (B, Tq, Tk) float32 (0 for a number's last token, NOT_A_NUMBER for other past tokens,
-        FUTURE for future ones) and the recency rank (B, Tq, Tk) long among numbers, capped at MAX_RANK - 1: 0 for
-        the number at the query position itself, 1 for the last one before it, ... ("the second-to-last number" is
-        one learned direction, whatever the numbers' lengths); then the logit bias (B, Tq, Tk) of the scratch
-        nodes of every position: 0 at the query position itself and at the positions right after a number ends
-        (where a sub-expression's last operand has just been read: "(3 + 4)" is computed at ")"), else as for the
-        tokens. A scratch node's rank is the same rank of its position (with its own embedding)."""
+        """Number lengths of every token so far (B, Tk) -> for the last Tq positions (the queries) and every node
+        (the Tk token nodes, then the Tk scratch nodes of each step but the last, numbered as the choices are):
+        the operand logit bias (B, Tq, dag_depth Tk) float32 and the recency rank (B, Tq, dag_depth Tk) long.
+        A token node: bias 0 for a number's last token, NOT_A_NUMBER for other past tokens, FUTURE for future
+        ones; rank among numbers, capped at MAX_RANK - 1: 0 for the number at the query position itself, 1 for
+        the last one before it, ... ("the second-to-last number" is one learned direction, whatever the numbers'
+        lengths). A scratch node: bias 0 at the query position itself and at the positions right after a number
+        ends (where a sub-expression's last operand has just been read: "(3 + 4)" is computed at ")"), else as
+        for the tokens; its rank is its position's, offset by MAX_RANK (an embedding of its own). Step k reads the
+        first Tk (1 + k) columns."""
         Tk = length.size(1)
         pos = torch.arange(Tk - Tq, Tk, device=length.device)[:, None]  # (Tq, 1): each query's position
         node = torch.arange(Tk, device=length.device)[None, :]  # (1, Tk)
@@ -545,21 +553,28 @@ class DAGController(nn.Module):
         rank = seen[:, -Tq:, None] - seen[:, None, :] + (~is_self).long()
         after_end = F.pad(ends_before[:, :-1], (1, 0))[:, None, :] | is_self  # (B, Tq, Tk)
         scratch_bias = torch.where(node <= pos, torch.where(after_end, 0.0, NOT_A_NUMBER), FUTURE)
-        return bias, rank.clamp(0, MAX_RANK - 1), scratch_bias
+        rank = rank.clamp(0, MAX_RANK - 1)
+        return (torch.cat([bias] + [scratch_bias] * (self.depth - 1), -1),
+                torch.cat([rank] + [rank + MAX_RANK] * (self.depth - 1), -1))
 
-    def step(self, k, nodes, masks, written, queries, op_logits, anchor_logits, program, with_programs):
+    def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, with_programs):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
         them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
-        steps' scratch nodes (see forward); masks: operand_mask's; queries (B, Tq, dag_depth, 2, C), op_logits
-        (B, Tq, dag_depth, 9), anchor_logits (B, Tk, 9). Returns a dict of the step's value (B, Tq) float64, feats,
-        emb, choice, symbol (see forward) and what diagnostics and the auxiliary loss need."""
+        steps' scratch nodes (see forward); masks: operand_mask's; queries (B, Tq, dag_depth, 2, C), rank_logits
+        (B, Tq, dag_depth, 2, 2 MAX_RANK), op_logits (B, Tq, dag_depth, 9), anchor_logits (B, Tk, 9). Returns a
+        dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see forward), its
+        candidates' results and weights (see features) and what diagnostics and the auxiliary loss need. Both operands are chosen at once, along a leading dim of 2 (a, then b)."""
         forced = program[k] if program is not None else None
-        q_a, q_b = queries[:, :, k].unbind(2)
-        node_values = torch.cat(nodes['values'], -1)[:, None, :].expand(*q_a.shape[:2], -1)  # (B, Tq, N)
+        keys, node_values = torch.cat(nodes['keys'], 1), torch.cat(nodes['values'], -1)  # (B, N, C), (B, N)
+        bias, rank = (m[..., :node_values.size(-1)] for m in masks)  # (B, Tq, N) each
+        logits = self.operand_logits(queries[:, :, k].movedim(2, 0), keys, rank_logits[:, :, k].movedim(2, 0),
+                                     bias, rank)  # (2, B, Tq, N)
+        if forced:  # a node index per side: an int, or a (T,) tensor of one per position
+            one_hots = [F.one_hot(torch.as_tensor(n, device=logits.device), logits.size(-1)) for n in forced[:2]]
+            logits = logits + FORCE * torch.stack(torch.broadcast_tensors(*one_hots)).view(2, 1, -1, logits.size(-1))
         with_probs = torch.is_grad_enabled() or with_programs  # what only the backward pass and the loss read
-        sides = [self.choose(self.operand_logits(q, nodes['keys'], masks), node_values,
-                             forced[side] if forced else None, with_probs) for side, q in enumerate((q_a, q_b))]
-        (i_a, p_a, v_a, full_a), (i_b, p_b, v_b, full_b) = sides
+        i, p, v, probs = self.choose(logits, node_values[None, :, None].expand_as(logits), with_probs)
+        (i_a, i_b), (v_a, v_b), (p_a, p_b) = i, v, p if with_probs else (None, None)  # (B, Tq, K) each
         anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
         anchor = anchors.gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
         op_logits = op_logits[:, :, k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
@@ -570,36 +585,30 @@ class DAGController(nn.Module):
         results = self.candidate_results(v_a, v_b, op_hard)  # (B, Tq, 9 + 2K)
         value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, Tq) float64, exact
         weights = torch.cat([p_op, p_a, p_b], dim=-1) if with_probs else None
-        mixed, symbol = self.features(results, weights, op_hard, value, written)
-        step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op), 'symbol': symbol,
-                'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': (full_a, full_b),
+        mixed = self.features(results, weights, op_hard, value)
+        step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op),
+                'results': results, 'weights': weights,
+                'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': probs,
                 'anchor_a': anchors.gather(-1, i_a[..., 0])}  # (B, Tq): the new node's anchor, its a's
         if with_programs:  # every op on every pair of candidate operands, and the probability of each
             step['programs'] = (dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, Tq, K, K, 9) float64
                                 p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])
         return step
 
-    def operand_logits(self, q, keys, masks):
-        """Query q (B, Tq, C) -> logits (B, Tq, Tk (1 + k)) float32 over the token nodes and every position's k
-        scratch nodes (keys: a list of (B, Tk, C)): a dot-product with their keys, plus the recency rank's
-        embedding, plus the mask's bias (masks: operand_mask's)."""
-        bias, rank, scratch_bias = masks
-        C = q.size(-1)
-        logits = [(q @ keys[0].transpose(1, 2) + (q @ self.rank_emb.weight.T).gather(-1, rank)) / math.sqrt(C) + bias]
-        if len(keys) > 1:
-            scratch_rank_logits = (q @ self.scratch_rank_emb.weight.T).gather(-1, rank)
-        for key in keys[1:]:
-            logits.append((q @ key.transpose(1, 2) + scratch_rank_logits) / math.sqrt(C) + scratch_bias)
-        return torch.cat(logits, -1).float()
+    @staticmethod
+    def operand_logits(q, keys, rank_logits, bias, rank):
+        """Queries q (2, B, Tq, C) (operand a's, then b's) -> logits (2, B, Tq, N) float32 over the N nodes (keys
+        (B, N, C): the tokens', then each earlier step's scratch nodes'): a dot-product with their keys, plus the
+        recency rank's embedding (rank_logits (2, B, Tq, 2 MAX_RANK), the queries against the rank embeddings, read
+        at rank (B, Tq, N)), plus the bias (B, Tq, N) (operand_mask's)."""
+        ranks = rank_logits.gather(-1, rank.expand(2, *rank.shape))
+        return ((q @ keys.transpose(1, 2) + ranks) / math.sqrt(q.size(-1)) + bias).float()
 
-    def choose(self, logits, node_values, forced=None, with_probs=True):
-        """Operand logits (B, Tq, N) -> the top-K candidate nodes (B, Tq, K) long, sorted by the exploration
-        sample so that index 0 is the hard choice; their renormalised probabilities (B, Tq, K); their values
-        (B, Tq, K) float64; the full softmax (B, Tq, N). forced, a node index, overrides the choice. Without
-        with_probs (generation: only the backward pass and the auxiliary loss read them) both probabilities are
-        None."""
-        if forced is not None:
-            logits = logits + FORCE * F.one_hot(torch.as_tensor(forced, device=logits.device), logits.size(-1))
+    def choose(self, logits, node_values, with_probs=True):
+        """Operand logits (..., N) -> the top-K candidate nodes (..., K) long, sorted by the exploration sample so
+        that index 0 is the hard choice; their renormalised probabilities (..., K); their values (..., K) float64
+        (of node_values (..., N)); the full softmax (..., N). Without with_probs (generation: only the backward
+        pass and the auxiliary loss read them) both probabilities are None."""
         K = min(self.topk, logits.size(-1))
         i = self.explore(logits).topk(K, dim=-1).indices
         if not with_probs:
@@ -627,26 +636,42 @@ class DAGController(nn.Module):
         gradients off, only the first 9."""
         if not torch.is_grad_enabled():  # no backward pass: the chosen operands' results are all that is used
             return dag_ops(v_a[..., 0], v_b[..., 0])
-        pick = lambda r: r.gather(-1, op_hard[:, :, None, None].expand(*r.shape[:3], 1)).squeeze(-1)  # noqa: E731
-        return torch.cat([dag_ops(v_a[..., 0], v_b[..., 0]),
-                          pick(dag_ops(v_a, v_b[..., :1])), pick(dag_ops(v_a[..., :1], v_b))], dim=-1)
+        # one call for the 2K pairs: each candidate a with the chosen b, then the chosen a with each candidate b
+        a = torch.cat([v_a, v_a[..., :1].expand_as(v_b)], -1)  # (B, Tq, 2K)
+        b = torch.cat([v_b[..., :1].expand_as(v_a), v_b], -1)
+        every = dag_ops(a, b)  # (B, Tq, 2K, 9); the pair at 0 is the chosen one
+        chosen_op = every.gather(-1, op_hard[:, :, None, None].expand(*every.shape[:3], 1)).squeeze(-1)
+        return torch.cat([every[:, :, 0], chosen_op], dim=-1)
 
     @staticmethod
-    def features(results, weights, op_hard, value, written):
-        """The readout features of the step's value (B, Tq, N_VALUE_FEATURES + |SYMBOLS|) and the SYMBOLS index it
-        renders at the current number position (B, Tq). Forward: the chosen result's features (value features,
-        after xVal, Golkar et al. 2023, and FoNE, Zhou et al. 2025; the one-hot symbol at an Abacus-style index,
-        McLeish et al. 2024); backward: the gradient of the expected features of the candidates (results
-        (B, Tq, 9 + 2K) weighted by the op and operand probabilities, weights (B, Tq, 9 + 2K), each of the
-        N_CHOICES groups summing to 1). With gradients off, only the chosen result's value features, and no
-        symbol (None: forward renders every step's at once)."""
+    def features(results, weights, op_hard, value):
+        """The value features of the step's value (B, Tq, N_VALUE_FEATURES) (after xVal, Golkar et al. 2023, and
+        FoNE, Zhou et al. 2025). Forward: the chosen result's features; backward: the gradient of the expected
+        features of the candidates (results (B, Tq, 9 + 2K) weighted by the op and operand probabilities, weights
+        (B, Tq, 9 + 2K), each of the N_CHOICES groups summing to 1): the choices' straight-through gradient.
+        With gradients off, the chosen value's features alone."""
         if not torch.is_grad_enabled():
-            return value_features(value), None
-        symbols = render_symbol(results, written[..., None])  # (B, Tq, 9 + 2K)
-        feats = torch.cat([value_features(results), F.one_hot(symbols, len(SYMBOLS)).float()], dim=-1)
+            return value_features(value)
+        feats = value_features(results)  # (B, Tq, 9 + 2K, N_VALUE_FEATURES)
         # the chosen result is results[..., op_hard] (the first 9 are every op on the chosen operands): its features
         hard = feats.gather(2, op_hard[:, :, None, None].expand(-1, -1, 1, feats.size(-1))).squeeze(2)
         soft = (weights[..., None] * feats).sum(2) / N_CHOICES
+        return straight_through(hard, soft)
+
+    @staticmethod
+    def symbol_features(results, weights, op_hard, written):
+        """The symbol each step's value renders at the current number position (an Abacus-style index, McLeish
+        et al. 2024: written (B, Tq) characters of the number already written) as the readout's one-hot features
+        (B, Tq, dag_depth, |SYMBOLS|), straight-through as in `features` (every step's candidates at once:
+        results and weights (B, Tq, dag_depth, 9 + 2K), op_hard (B, Tq, dag_depth)), and the SYMBOLS index
+        (B, Tq, dag_depth) long. With gradients off, results holds the chosen values only (B, Tq, dag_depth, 1)
+        and weights is None: their one-hots."""
+        symbols = render_symbol(results, written[..., None, None])  # (B, Tq, dag_depth, 9 + 2K)
+        one_hots = F.one_hot(symbols, len(SYMBOLS)).float()
+        if weights is None:
+            return one_hots[..., 0, :], symbols[..., 0]
+        hard = one_hots.gather(3, op_hard[..., None, None].expand(-1, -1, -1, 1, len(SYMBOLS))).squeeze(3)
+        soft = (weights[..., None] * one_hots).sum(3) / N_CHOICES
         return straight_through(hard, soft), symbols.gather(-1, op_hard[..., None]).squeeze(-1)
 
     def new_node(self, k, mixed, op_hard, p_op):
@@ -655,8 +680,7 @@ class DAGController(nn.Module):
         alone, the same bits) and the step that made it."""
         op = self.op_emb(op_hard) if p_op is None else \
             straight_through(F.one_hot(op_hard, len(OPS)).float(), p_op) @ self.op_emb.weight
-        return self.value_embed(mixed[..., :N_VALUE_FEATURES]) + op \
-            + self.scratch_emb.weight[k]
+        return self.value_embed(mixed) + op + self.scratch_emb.weight[k]
 
     @torch.no_grad()
     def diagnostics(self, steps, values):

@@ -494,7 +494,7 @@ def test_a_step_reads_the_node_an_earlier_position_computed(mode):
         assert out['values'][0, t].tolist() == [7.0, 35.0]
         assert spelled(out, t) == '35'[t - first:]
     assert out['choices'][0, first, 1, 0].item() == scratch_index(T, 0, close)
-    _, _, scratch_bias = model.controller.operand_mask(out["length"], T)
+    scratch_bias = model.controller.operand_mask(out["length"], T)[0][..., T:2 * T]  # step 0's scratch nodes
     assert scratch_bias[0, first, close] == 0 and scratch_bias[0, first, first] == 0  # ')' and itself
     assert scratch_bias[0, first, text.index('+')] < -1e8 and scratch_bias[0, close, close + 1] < -1e8  # future
 
