@@ -68,7 +68,9 @@ one for the op heads) and the readout's self-attention across a position's nodes
 the tokens). Without them test / extrap / phrasing are 91.0 / 90.8 / 55.8% against 91.2 / 89.6 / 55.9%, with
 1.58M parameters instead of 1.81M and a training step 17% shorter (cached decoding as fast as before). Then the
 node-embed Block between the trunk and the extractor (the DAG reads the trunk's h itself): 91.0 / 90.0 / 57.6%,
-1.40M parameters, the step 3.1x the GPT's -> 2.85x.
+1.40M parameters, the step 3.1x the GPT's -> 2.85x. Not cheaper on 2 CPU cores (NOTES.md, ninth session):
+scoring only the nodes the mask lets through (the gathers cost what the smaller tensors save); and lower on the
+seeds run: the readout's symbol of the chosen value only (no candidates' symbols), argmax choices in training.
 
 Tokenisation (issue 10): one code path for a character vocabulary (the numeric corpus, shakespeare_char) and
 GPT-2 BPE. Reading: the classifier decides what a token is in context ("12" " 345" is one number or two; " 66" in
