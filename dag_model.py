@@ -537,12 +537,13 @@ class DAGController(nn.Module):
         (the Tk token nodes, then the Tk scratch nodes of each step but the last, numbered as the choices are):
         the operand logit bias (B, Tq, dag_depth Tk) float32 and the recency rank (B, Tq, dag_depth Tk) long.
         A token node: bias 0 for a number's last token, NOT_A_NUMBER for other past tokens, FUTURE for future
-        ones; rank among numbers, capped at MAX_RANK - 1: 0 for the number at the query position itself, 1 for
-        the last one before it, ... ("the second-to-last number" is one learned direction, whatever the numbers'
-        lengths). A scratch node: bias 0 at the query position itself and at the positions right after a number
-        ends (where a sub-expression's last operand has just been read: "(3 + 4)" is computed at ")"), else as
-        for the tokens; its rank is its position's, offset by MAX_RANK (an embedding of its own). Step k reads the
-        first Tk (1 + k) columns."""
+        ones; rank among numbers, capped at MAX_RANK - 1: 0 for the number at the query position itself, 2 for
+        the last one that ended before it, 3 for the one before that, ... (1 is never used: the count of numbers
+        ended from the node to the query, plus one; "the second-to-last number" is one learned direction,
+        whatever the numbers' lengths). A scratch node: bias 0 at the query position itself and at the positions
+        right after a number ends (where a sub-expression's last operand has just been read: "(3 + 4)" is
+        computed at ")"), else as for the tokens; its rank is its position's (0 itself, 1 right after the last
+        number, ...), offset by MAX_RANK (an embedding of its own). Step k reads the first Tk (1 + k) columns."""
         Tk = length.size(1)
         pos = torch.arange(Tk - Tq, Tk, device=length.device)[:, None]  # (Tq, 1): each query's position
         node = torch.arange(Tk, device=length.device)[None, :]  # (1, Tk)
@@ -565,7 +566,8 @@ class DAGController(nn.Module):
         steps' scratch nodes (see forward); masks: operand_mask's; queries (B, Tq, dag_depth, 2, C), rank_logits
         (B, Tq, dag_depth, 2, 2 MAX_RANK), op_logits (B, Tq, dag_depth, 9), anchor_logits (B, Tk, 9). Returns a
         dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see forward), its
-        candidates' results and weights (see features) and what diagnostics and the auxiliary loss need. Both operands are chosen at once, along a leading dim of 2 (a, then b)."""
+        candidates' results and weights (see features) and what diagnostics and the auxiliary loss need. Both
+        operands are chosen at once, along a leading dim of 2 (a, then b)."""
         forced = program[k] if program is not None else None
         keys, node_values = torch.cat(nodes['keys'], 1), torch.cat(nodes['values'], -1)  # (B, N, C), (B, N)
         bias, rank = (m[..., :node_values.size(-1)] for m in masks)  # (B, Tq, N) each

@@ -407,15 +407,25 @@ def get_lr(it):
     return min_lr + coeff * (learning_rate - min_lr)
 
 
+def leave_ddp_process(code):
+    """End a DDP process with exit code `code`, without the interpreter's teardown. PyTorch 2.13's backward stashes
+    a Python object in the thread state that each gradient all-reduce keeps, and a gloo worker thread may still be
+    dropping the last one (it needs the GIL) when the interpreter shuts down: that thread then aborts the process
+    (SIGABRT, "terminate called without an active exception"), about 1 run in 30 on 2 busy cores (NOTES.md).
+    Call it once everything is saved."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def check_finite(name, value):
     """Stop the run (non-zero exit) on a NaN or inf loss, before anything is saved from it."""
     if not math.isfinite(value):
         message = (f"non-finite {name} ({value}) at iter {iter_num}: stopping; the last good checkpoint in "
                    f"{out_dir} is untouched. Try a lower learning_rate, grad_clip, or dtype='float32'.")
-        if ddp:  # after a backward pass: leave as at the end of the run (see there), or gloo may abort the exit
-            print(message, file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(1)
+        if ddp:  # after backward passes: sys.exit's teardown could let gloo abort the process
+            print(message, file=sys.stderr)
+            leave_ddp_process(1)
         sys.exit(message)
 
 
@@ -593,13 +603,7 @@ while True:
         break
 
 if wandb_log and master_process:
-    wandb.finish()  # here, not in the tracker's exit hook, which the os._exit below would skip
+    wandb.finish()  # here, not in the tracker's exit hook, which leave_ddp_process's os._exit would skip
 if ddp:
     destroy_process_group()
-    # PyTorch 2.13's backward stashes a Python object in the thread state that each gradient all-reduce keeps, and
-    # a gloo worker thread may still be dropping the last one (it needs the GIL) when the interpreter shuts down:
-    # that thread then aborts the process (SIGABRT, "terminate called without an active exception"), about 1 run
-    # in 30 on 2 busy cores (NOTES.md). Everything is saved and flushed, so leave without the interpreter's teardown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave_ddp_process(0)
