@@ -15,7 +15,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from checkpoint import build_model
+from checkpoint import build_model, compile_model
 from configurator import check_device, configure
 from dag_model import has_multi_digit_tokens
 from tokenizer import token_texts
@@ -112,7 +112,7 @@ def bench_train(depth):
     raw_model = model
     if compile:
         print("Compiling model...")
-        model = torch.compile(model)  # pytorch 2.0
+        model = compile_model(model)  # pytorch 2.0
 
     def step():
         X, Y = get_batch('train')

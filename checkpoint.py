@@ -101,6 +101,20 @@ def build_model(model_args):
     return GPT(GPTConfig(**{k: v for k, v in model_args.items() if k in gpt_fields}))
 
 
+def compile_model(model):
+    """torch.compile(model), with one inductor setting for GPT+DAG on CUDA: no persistent reductions.
+
+    With them, Triton 3.6 (PyTorch 2.11, an H200) stops with an internal error (`PassManager::run failed` in
+    make_ttgir) on the kernel that fuses the trunk's final layer norm, the DAG's context Block's layer norm
+    right after it and their backward passes, at n_embd=128 (the default numeric config), in bf16 and float32;
+    without them it compiles, and trains twice as fast as eager there (NOTES.md). The setting is global to the
+    process and left on CPU (inductor's C++ kernels) and for the plain GPT as PyTorch sets it."""
+    if getattr(model.config, 'dag_depth', 0) > 0 and next(model.parameters()).is_cuda:
+        from torch._inductor import config as inductor_config
+        inductor_config.triton.persistent_reductions = False
+    return torch.compile(model)
+
+
 def model_from_checkpoint(checkpoint):
     """Rebuild the model saved in a checkpoint dict and load its weights (state dicts saved from a
     torch.compile'd model carry an `_orig_mod.` prefix, which is stripped).

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 from tqdm import tqdm
 
-from checkpoint import load_checkpoint, model_from_checkpoint
+from checkpoint import compile_model, load_checkpoint, model_from_checkpoint
 from configurator import check_device, configure
 from tokenizer import dataset_dir, load_codec
 
@@ -73,7 +73,7 @@ else:
 model.eval()
 model.to(device)
 if compile:
-    model = torch.compile(model)  # requires PyTorch 2.0 (optional)
+    model = compile_model(model)  # requires PyTorch 2.0 (optional)
 
 # encode the beginning of the prompt
 try:

@@ -33,7 +33,8 @@ import torch
 from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import build_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files, save_checkpoint
+from checkpoint import (build_model, compile_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files,
+                        save_checkpoint)
 from configurator import check_device, configure
 from tokenizer import dataset_dir, load_meta, token_texts
 
@@ -364,7 +365,7 @@ checkpoint = None  # free up memory
 # compile the model
 if compile:
     print("compiling the model... (takes a ~minute)")
-    model = torch.compile(model)  # requires PyTorch 2.0
+    model = compile_model(model)  # requires PyTorch 2.0
 
 # wrap model into DDP container
 if ddp:
