@@ -185,20 +185,19 @@ def render_symbol(v, j):
     exponent = torch.searchsorted(powers, a.contiguous(), right=True) - MAX_FRAC_DIGITS
     frac_room = (SIGNIFICANT_DIGITS - 1 - exponent).clamp(0, MAX_FRAC_DIGITS)
     n = torch.round(a * pow10[frac_room].double()).long()  # all the digits, as one integer (< 10^16)
-    z = torch.arange(1, MAX_FRAC_DIGITS + 1, device=v.device)  # trailing zeros of the fraction part:
-    trailing = ((n[..., None] % pow10[z] == 0) & (z <= frac_room[..., None])).sum(-1)  # divisible by 10^z
-    n_frac = frac_room - trailing
-    integer = n // pow10[frac_room]
-    fraction = (n % pow10[frac_room]) // pow10[trailing]
-    n_int = 1 + (integer[..., None] >= pow10[1:16]).sum(-1)
+    integer, fraction = n // pow10[frac_room], n % pow10[frac_room]  # fraction: frac_room digits, trailing zeros too
+    n_int = 1 + torch.searchsorted(pow10[1:16], integer, right=True)  # digits of the integer part (1 for 0)
     neg = ((v < 0) & (n > 0)).long()
     p = j - neg  # index after the sign
     int_digit = (integer // pow10[(n_int - 1 - p).clamp(0, 18)]) % 10
     q = p - n_int - 1  # index into the fractional digits
-    frac_digit = (fraction // pow10[(n_frac - 1 - q).clamp(0, 18)]) % 10
+    rest = (frac_room - q).clamp(0, 18)  # fractional digits from index q on
+    frac_digit = (fraction // pow10[(rest - 1).clamp(0, 18)]) % 10
+    # a fractional digit is written while a nonzero one is left from it on (no trailing zeros)
+    in_fraction = (q >= 0) & (q < frac_room) & (fraction % pow10[rest] != 0)
     end = torch.full_like(int_digit, SYMBOLS.index('end'))
-    out = torch.where((q >= 0) & (q < n_frac), frac_digit, end)
-    out = torch.where((p == n_int) & (n_frac > 0), SYMBOLS.index('.'), out)
+    out = torch.where(in_fraction, frac_digit, end)
+    out = torch.where((p == n_int) & (fraction > 0), SYMBOLS.index('.'), out)
     out = torch.where((p >= 0) & (p < n_int), int_digit, out)
     return torch.where((neg == 1) & (j == 0), SYMBOLS.index('-'), out)
 
@@ -504,8 +503,12 @@ class DAGController(nn.Module):
         # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
         nodes = {'keys': [token_keys], 'values': [values.detach()],
                  'anchors': [torch.arange(Tk, device=values.device).expand(B, Tk)]}
-        ctx = dict(masks=masks, queries=queries, rank_logits=rank_logits, op_logits=op_logits,
-                   anchor_logits=anchor_logits, program=program, with_programs=with_programs)
+        # one view per step: unbind's backward stacks the steps' gradients once (a slice [:, :, k] filled a
+        # full-size zero gradient for every step, ~9 ms of a 250 ms training step)
+        per_step = lambda x: x.movedim(2, 0).unbind(0)  # noqa: E731: (B, Tq, dag_depth, ...) -> (B, Tq, ...) each
+        ctx = dict(masks=masks, queries=per_step(queries), rank_logits=per_step(rank_logits),
+                   op_logits=per_step(op_logits), anchor_logits=anchor_logits, program=program,
+                   with_programs=with_programs)
         steps = []
         for k in range(self.depth):
             step = self.step(k, nodes, **ctx)
@@ -563,15 +566,15 @@ class DAGController(nn.Module):
     def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, with_programs):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
         them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
-        steps' scratch nodes (see forward); masks: operand_mask's; queries (B, Tq, dag_depth, 2, C), rank_logits
-        (B, Tq, dag_depth, 2, 2 MAX_RANK), op_logits (B, Tq, dag_depth, 9), anchor_logits (B, Tk, 9). Returns a
+        steps' scratch nodes (see forward); masks: operand_mask's; per step (tuples of dag_depth): queries (B, Tq,
+        2, C), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9); anchor_logits (B, Tk, 9). Returns a
         dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see forward), its
         candidates' results and weights (see features) and what diagnostics and the auxiliary loss need. Both
         operands are chosen at once, along a leading dim of 2 (a, then b)."""
         forced = program[k] if program is not None else None
         keys, node_values = torch.cat(nodes['keys'], 1), torch.cat(nodes['values'], -1)  # (B, N, C), (B, N)
         bias, rank = (m[..., :node_values.size(-1)] for m in masks)  # (B, Tq, N) each
-        logits = self.operand_logits(queries[:, :, k].movedim(2, 0), keys, rank_logits[:, :, k].movedim(2, 0),
+        logits = self.operand_logits(queries[k].movedim(2, 0), keys, rank_logits[k].movedim(2, 0),
                                      bias, rank)  # (2, B, Tq, N)
         if forced:  # a node index per side: an int, or a (T,) tensor of one per position
             one_hots = [F.one_hot(torch.as_tensor(n, device=logits.device), logits.size(-1)) for n in forced[:2]]
@@ -581,7 +584,7 @@ class DAGController(nn.Module):
         (i_a, i_b), (v_a, v_b), (p_a, p_b) = i, v, p if with_probs else (None, None)  # (B, Tq, K) each
         anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
         anchor = anchors.gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
-        op_logits = op_logits[:, :, k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
+        op_logits = op_logits[k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
         if forced:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
         p_op = F.softmax(op_logits, dim=-1) if with_probs else None  # (B, Tq, 9)
@@ -671,12 +674,12 @@ class DAGController(nn.Module):
         (B, Tq, dag_depth) long. With gradients off, results holds the chosen values only (B, Tq, dag_depth, 1)
         and weights is None: their one-hots."""
         symbols = render_symbol(results, written[..., None, None])  # (B, Tq, dag_depth, 9 + 2K)
-        one_hots = F.one_hot(symbols, len(SYMBOLS)).float()
         if weights is None:
-            return one_hots[..., 0, :], symbols[..., 0]
-        hard = one_hots.gather(3, op_hard[..., None, None].expand(-1, -1, -1, 1, len(SYMBOLS))).squeeze(3)
-        soft = (weights[..., None] * one_hots).sum(3) / N_CHOICES
-        return straight_through(hard, soft), symbols.gather(-1, op_hard[..., None]).squeeze(-1)
+            return F.one_hot(symbols[..., 0], len(SYMBOLS)).float(), symbols[..., 0]
+        chosen = symbols.gather(-1, op_hard[..., None]).squeeze(-1)
+        # each candidate's weight added into its symbol's bin: the weighted sum of their one-hots
+        soft = torch.zeros(*symbols.shape[:3], len(SYMBOLS), device=symbols.device).scatter_add(-1, symbols, weights)
+        return straight_through(F.one_hot(chosen, len(SYMBOLS)).float(), soft / N_CHOICES), chosen
 
     def new_node(self, k, mixed, op_hard, p_op):
         """The scratch node's embedding (B, Tq, C): its value's features, the op that made it (straight-through:
