@@ -419,11 +419,20 @@ def leave_ddp_process(code):
     os._exit(code)
 
 
+def finish_tracker(code):
+    """End the tracker's run (the master process, with wandb_log): W&B marks it finished (code 0) or failed, and
+    trackio writes the values it still holds. Before leave_ddp_process, whose os._exit skips their exit hooks: a
+    trackio run of a DDP job that stopped on a NaN kept none of its logged values."""
+    if wandb_log and master_process:
+        wandb.finish(exit_code=code) if tracker == 'wandb' else wandb.finish()
+
+
 def check_finite(name, value):
     """Stop the run (non-zero exit) on a NaN or inf loss, before anything is saved from it."""
     if not math.isfinite(value):
         message = (f"non-finite {name} ({value}) at iter {iter_num}: stopping; the last good checkpoint in "
                    f"{out_dir} is untouched. Try a lower learning_rate, grad_clip, or dtype='float32'.")
+        finish_tracker(1)
         if ddp:  # after backward passes: sys.exit's teardown could let gloo abort the process
             print(message, file=sys.stderr)
             leave_ddp_process(1)
@@ -603,8 +612,7 @@ while True:
     if iter_num > max_iters:
         break
 
-if wandb_log and master_process:
-    wandb.finish()  # here, not in the tracker's exit hook, which leave_ddp_process's os._exit would skip
+finish_tracker(0)
 if ddp:
     destroy_process_group()
     leave_ddp_process(0)

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 
@@ -132,9 +133,10 @@ def test_max_seconds_stops_with_a_checkpoint(numeric_data):
     assert re.search(r'^iter 1: loss [\d.]+ \(lm [\d.]+, aux [\d.]+\)', proc.stdout, re.M)  # the two losses apart
 
 
-def torchrun(*args, cwd, check=True):
-    """train.py under torchrun with 2 processes on the CPU (gloo); returns its stdout (the process with check=False)."""
-    env = dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1')
+def torchrun(*args, cwd, check=True, env=None):
+    """train.py under torchrun with 2 processes on the CPU (gloo); returns its stdout (the process with check=False).
+    env: more environment variables."""
+    env = dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1', **(env or {}))
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                            os.path.join(ROOT, 'train.py'), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -152,14 +154,19 @@ def test_ddp_two_processes_on_cpu(numeric_data):
     assert (numeric_data / 'out-ddp' / 'ckpt.pt').is_file()
 
 
-def test_ddp_non_finite_loss_stops_with_exit_code_1(numeric_data):
-    """A DDP run that stops on a non-finite loss exits 1 with its one line. It stops after backward passes have
-    run, when the interpreter's teardown could let a gloo thread abort the process (SIGABRT, exit code -6, about 1
-    run in 30 before train.py left such a process with os._exit)."""
+def test_ddp_non_finite_loss_stops_with_exit_code_1(numeric_data, tmp_path):
+    """A DDP run that stops on a non-finite loss exits 1 with its one line, and its tracker (trackio here) keeps what
+    was logged before. It stops after backward passes have run, when the interpreter's teardown could let a gloo
+    thread abort the process (SIGABRT, exit code -6, about 1 run in 30 before train.py left such a process with
+    os._exit), and os._exit skips the tracker's exit hook (trackio then kept nothing)."""
     proc = torchrun(*DAG, '--dag_depth=1', '--gradient_accumulation_steps=2', '--max_iters=4', '--eval_interval=100',
-                    '--learning_rate=1e400', '--out_dir=out-ddp-nan', cwd=numeric_data, check=False)
+                    '--learning_rate=1e400', '--out_dir=out-ddp-nan', '--wandb_log=True', '--tracker=trackio',
+                    '--wandb_project=nan', cwd=numeric_data, check=False, env={'TRACKIO_DIR': str(tmp_path)})
     assert proc.returncode != 0 and 'non-finite train loss' in proc.stderr
     assert re.search(r'rank\s*: 0 .*\n\s*exitcode\s*: 1 ', proc.stderr), proc.stderr[-2000:]
+    with sqlite3.connect(tmp_path / 'nan.db') as db:
+        logged = [json.loads(m) for (m,) in db.execute('SELECT metrics FROM metrics ORDER BY id')]
+    assert {'train/loss', 'val/loss'} <= {k for m in logged for k in m}, logged
 
 
 def test_ddp_resume_is_exact_at_depth_1(numeric_data):
