@@ -18,7 +18,7 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         operand starts: ' * 5'), and
                         appends a new node (a float64 value and an embedding)
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
-                        projection, a weight matrix per step), plus the nodes' mean embedding, a small Block: dag_sem
+                        projection, a weight matrix per step), plus the nodes' mean embedding: dag_sem
   gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
   token write           with dag_write_tokens (BPE): + a learned bias on the logit of the token that continues
                         each step's value as the tokenizer chunks it ("48324" -> " 483", "24")
@@ -68,7 +68,9 @@ one for the op heads) and the readout's self-attention across a position's nodes
 the tokens). Without them test / extrap / phrasing are 91.0 / 90.8 / 55.8% against 91.2 / 89.6 / 55.9%, with
 1.58M parameters instead of 1.81M and a training step 17% shorter (cached decoding as fast as before). Then the
 node-embed Block between the trunk and the extractor (the DAG reads the trunk's h itself): 91.0 / 90.0 / 57.6%,
-1.40M parameters, the step 3.1x the GPT's -> 2.85x. Not cheaper on 2 CPU cores (NOTES.md, ninth session):
+1.40M parameters, the step 3.1x the GPT's -> 2.85x. Then the readout's Block (dag_sem is now per position): the
+step 3.05x -> 2.8x (NOTES.md, tenth session; without the context Block as well, 2.55x, but single ops and extrap
+lower on 4 seeds of 4). Not cheaper on 2 CPU cores (NOTES.md, ninth session):
 scoring only the nodes the mask lets through (the gathers cost what the smaller tensors save); and lower on the
 seeds run: the readout's symbol of the chosen value only (no candidates' symbols), argmax choices in training.
 
@@ -82,8 +84,8 @@ BPE splits it (first_bpe_token: tiktoken's merge loop on tensors, tested against
 raises that token's logit (DAGGPT.write_tokens; before the answer's first token both " 483" and "483" are named,
 and the language model knows whether a space comes). A logit path needs no input per vocabulary token and is exact
 for chunkings never seen in training; a symbol the readout embeds would need an embedding per digit token.
-Cached generation (DAGCache) keeps the trunk's and the DAG Blocks' keys and values and every token's node, so a new
-token runs one position.
+Cached generation (DAGCache) keeps the trunk's and the context Block's keys and values and every token's node, so a
+new token runs one position.
 """
 
 import math
@@ -701,12 +703,12 @@ class DAGController(nn.Module):
 
 class DAGCache:
     """What cached generation keeps of earlier positions (GPT+DAG's counterpart of model.KVCache): the trunk's
-    KVCache, one KVCache per Block of the DAG, and per token the extractor's class choices (B, T, |CLASSES|)
+    KVCache, the context Block's, and per token the extractor's class choices (B, T, |CLASSES|)
     float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's
     token nodes: keys (B, T, n_embd), values (B, T) float64, number lengths (B, T) long and op anchor logits
     (B, T, 9). Position t depends only on tokens <= t, so a new token needs these and nothing is re-run.
     DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
-    BLOCKS = ('context', 'readout')
+    BLOCKS = ('context',)
 
     def __init__(self, model, batch_size, max_len):
         self.trunk = GPT.new_kv_cache(model, batch_size, max_len)
@@ -753,18 +755,17 @@ class DAGReadout(nn.Module):
     dag_sem (B, T, n_embd): the scalar-to-embedding projection of every step's features, each step with its own
     weights (one Linear over the concatenation: the steps' labels are right-aligned, so the last step holds the
     answer and its symbol must not be averaged away), plus the mean of the node embeddings (which say which op
-    made each node, so every step's embedding reaches the loss, also at dag_depth 1), then a small Block (causal
-    over T). (Until issue 9 a shared projection, one self-attention across the nodes of a position and a
-    mean-pool did this: the attention's Linear ran on dag_depth x the tokens, the only Linear that did; NOTES.md.)"""
+    made each node, so every step's embedding reaches the loss, also at dag_depth 1); per position. (Until issue 9
+    a shared projection, one self-attention across the nodes of a position and a mean-pool did this, then a small
+    Block over T: the attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for
+    no accuracy; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
         self.proj = nn.Linear(config.dag_depth * (N_VALUE_FEATURES + len(SYMBOLS)), config.n_embd)
-        self.block = Block(config)
 
-    def forward(self, feats, node_emb, cache=None):
-        x = self.proj(feats.flatten(2)) + node_emb.mean(2)  # (B, T, C)
-        return run_block(self.block, x, cache, 'readout')
+    def forward(self, feats, node_emb):
+        return self.proj(feats.flatten(2)) + node_emb.mean(2)  # (B, T, C)
 
 
 def labelled_cross_entropy(logits, targets):
@@ -866,7 +867,7 @@ class DAGGPT(GPT):
             ctx = run_block(self.context, e, cache, 'context')
             out = self.controller(e, token_values, length, written, classes, ctx, program,
                                   with_programs=steps is not None, cache=cache, with_stats=with_stats)
-            dag_sem = self.readout(out['feats'], out['emb'], cache)
+            dag_sem = self.readout(out['feats'], out['emb'])
         out.update(token_values=token_values, length=length, written=written)
         if self.config.dag_write_tokens:
             with torch.no_grad():
