@@ -68,9 +68,10 @@ one for the op heads) and the readout's self-attention across a position's nodes
 the tokens). Without them test / extrap / phrasing are 91.0 / 90.8 / 55.8% against 91.2 / 89.6 / 55.9%, with
 1.58M parameters instead of 1.81M and a training step 17% shorter (cached decoding as fast as before). Then the
 node-embed Block between the trunk and the extractor (the DAG reads the trunk's h itself): 91.0 / 90.0 / 57.6%,
-1.40M parameters, the step 3.1x the GPT's -> 2.85x. Then the readout's Block (dag_sem is now per position): the
-step 3.05x -> 2.8x (NOTES.md, tenth session; without the context Block as well, 2.55x, but single ops and extrap
-lower on 4 seeds of 4). Not cheaper on 2 CPU cores (NOTES.md, ninth session):
+1.40M parameters, the step 3.1x the GPT's -> 2.85x. Then the readout's Block (dag_sem is now per position): 1.20M
+parameters, the step 3.0x -> 2.6x (bench.py; 3.1x -> 2.8x with the labels), the same accuracy over 6 seeds (NOTES.md,
+tenth session; without the context Block as well, 2.6x with the labels, but held-out phrasings -2.3 over 4 seeds,
+and without the context Block alone single ops fell on all 4 seeds). Not cheaper on 2 CPU cores (NOTES.md, ninth session):
 scoring only the nodes the mask lets through (the gathers cost what the smaller tensors save); and lower on the
 seeds run: the readout's symbol of the chosen value only (no candidates' symbols), argmax choices in training.
 
