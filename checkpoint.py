@@ -4,7 +4,8 @@ Checkpoints: nanoGPT's `ckpt.pt` dictionary, written atomically and read with cl
 A checkpoint holds nanoGPT's keys (`model`, `optimizer`, `model_args`, `iter_num`, `best_val_loss`, `config`)
 plus what an exact resume needs: `scaler` (the fp16 GradScaler state), `rng` (the torch CPU and CUDA generator
 states, so the data batches continue where they left off) and `wandb_run_id`. `model_args` records `dag_depth`
-(0 for a plain GPT), so `build_model` rebuilds the right class. This module knows nothing about training loops.
+(0 for a plain GPT), so `build_model` rebuilds the right class. This module knows nothing about training loops;
+`compile_model` is here because train.py, bench.py and sample.py all build and compile models.
 """
 
 import dataclasses

@@ -69,11 +69,12 @@ the tokens). Without them test / extrap / phrasing are 91.0 / 90.8 / 55.8% again
 1.58M parameters instead of 1.81M and a training step 17% shorter (cached decoding as fast as before). Then the
 node-embed Block between the trunk and the extractor (the DAG reads the trunk's h itself): 91.0 / 90.0 / 57.6%,
 1.40M parameters, the step 3.1x the GPT's -> 2.85x. Then the readout's Block (dag_sem is now per position): 1.20M
-parameters, the step 3.0x -> 2.6x (bench.py; 3.1x -> 2.8x with the labels), the same accuracy over 6 seeds (NOTES.md,
-tenth session; without the context Block as well, 2.6x with the labels, but held-out phrasings -2.3 over 4 seeds,
-and without the context Block alone single ops fell on all 4 seeds). Not cheaper on 2 CPU cores (NOTES.md, ninth session):
-scoring only the nodes the mask lets through (the gathers cost what the smaller tensors save); and lower on the
-seeds run: the readout's symbol of the chosen value only (no candidates' symbols), argmax choices in training.
+parameters, the step 3.0x -> 2.6x (bench.py; 3.1x -> 2.8x with the labels), the same accuracy over 6 seeds of the
+main job (at 1,500 iterations of README's chains recipe the Block was worth ~4 points of held-out phrasings, 2
+seeds; NOTES.md, tenth session). The context Block stays: without it single ops fell on all 4 seeds run. Not
+cheaper on 2 CPU cores (NOTES.md, ninth session): scoring only the nodes the mask lets through (the gathers cost
+what the smaller tensors save); and lower on the seeds run: the readout's symbol of the chosen value only (no
+candidates' symbols), argmax choices in training.
 
 Tokenisation (issue 10): one code path for a character vocabulary (the numeric corpus, shakespeare_char) and
 GPT-2 BPE. Reading: the classifier decides what a token is in context ("12" " 345" is one number or two; " 66" in
@@ -709,13 +710,11 @@ class DAGCache:
     token nodes: keys (B, T, n_embd), values (B, T) float64, number lengths (B, T) long and op anchor logits
     (B, T, 9). Position t depends only on tokens <= t, so a new token needs these and nothing is re-run.
     DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
-    BLOCKS = ('context',)
 
     def __init__(self, model, batch_size, max_len):
         self.trunk = GPT.new_kv_cache(model, batch_size, max_len)
         cfg, w = model.config, model.lm_head.weight
-        self.blocks = {name: KVCache(1, batch_size, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
-                       for name in self.BLOCKS}
+        self.context = KVCache(1, batch_size, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
         self.window = self.nodes = None
         self.scratch = [None] * model.config.dag_depth
 
@@ -741,11 +740,10 @@ def append_positions(old, new):
     return new if old is None else tuple(torch.cat(pair, 1) for pair in zip(old, new))
 
 
-def run_block(block, x, cache, name):
-    """block(x); with a DAGCache, x holds the new positions and the block's KVCache supplies the earlier ones."""
-    if cache is None:
+def run_block(block, x, kv=None):
+    """block(x); with a KVCache (cached generation), x holds the new positions and kv supplies the earlier ones."""
+    if kv is None:
         return block(x)
-    kv = cache.blocks[name]
     y = block(x, kv)
     kv.pos += x.size(1)
     return y
@@ -759,7 +757,7 @@ class DAGReadout(nn.Module):
     made each node, so every step's embedding reaches the loss, also at dag_depth 1); per position. (Until issue 9
     a shared projection, one self-attention across the nodes of a position and a mean-pool did this, then a small
     Block over T: the attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for
-    no accuracy; NOTES.md.)"""
+    no accuracy in the main job; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
@@ -865,7 +863,7 @@ class DAGGPT(GPT):
             e = h.float()  # the token nodes' embeddings: the trunk's own (a Block of their own did not pay, issue 9)
             token_values, length, written, classes, class_logits, digit_logits = self.value_extractor(
                 e, self.digit_value[idx], self.digit_len[idx], cache)
-            ctx = run_block(self.context, e, cache, 'context')
+            ctx = run_block(self.context, e, cache.context if cache is not None else None)
             out = self.controller(e, token_values, length, written, classes, ctx, program,
                                   with_programs=steps is not None, cache=cache, with_stats=with_stats)
             dag_sem = self.readout(out['feats'], out['emb'])

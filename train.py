@@ -423,8 +423,10 @@ def finish_tracker(code):
     """End the tracker's run (the master process, with wandb_log): W&B marks it finished (code 0) or failed, and
     trackio writes the values it still holds. Before leave_ddp_process, whose os._exit skips their exit hooks: a
     trackio run of a DDP job that stopped on a NaN kept none of its logged values."""
-    if wandb_log and master_process:
-        wandb.finish(exit_code=code) if tracker == 'wandb' else wandb.finish()
+    if wandb_log and master_process and tracker == 'wandb':
+        wandb.finish(exit_code=code)
+    elif wandb_log and master_process:
+        wandb.finish()  # trackio's finish takes no exit code
 
 
 def check_finite(name, value):
