@@ -190,7 +190,9 @@ def render_symbol(v, j):
     frac_room = (SIGNIFICANT_DIGITS - 1 - exponent).clamp(0, MAX_FRAC_DIGITS)
     n = torch.round(a * pow10[frac_room].double()).long()  # all the digits, as one integer (< 10^16)
     integer, fraction = n // pow10[frac_room], n % pow10[frac_room]  # fraction: frac_room digits, trailing zeros too
-    n_int = 1 + torch.searchsorted(pow10[1:16], integer, right=True)  # digits of the integer part (1 for 0)
+    # digits of the integer part (1 for 0); the bounds a tensor of their own: PyTorch 2.11's inductor (CUDA) could
+    # not lower searchsorted on a slice of pow10 (NotImplementedError: SliceView), so GPT+DAG did not compile
+    n_int = 1 + torch.searchsorted(torch.tensor(POW10[1:16], device=v.device), integer, right=True)
     neg = ((v < 0) & (n > 0)).long()
     p = j - neg  # index after the sign
     int_digit = (integer // pow10[(n_int - 1 - p).clamp(0, 18)]) % 10
