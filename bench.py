@@ -1,13 +1,14 @@
 """
 A much shorter version of train.py for benchmarking, as nanoGPT's bench.py: training ms/iter, tokens/s and
 MFU, optionally under the torch profiler; plus generation speed with and without the KV cache.
-With dag_depth > 0 the plain GPT of the same size is measured too, and the ratio printed.
+With dag_depth > 0 the plain GPT of the same size is measured too, their steps interleaved, and the ratio printed.
 
 $ python bench.py                                   # the CPU shakespeare_char model (4 layers, 128 dims)
 $ python bench.py --dag_depth=4                     # GPT+DAG against GPT
 $ python bench.py --n_layer=12 --n_head=12 --n_embd=768 --block_size=1024 --compile=True   # GPT-2 on a GPU
 """
 import os
+import statistics
 import sys
 import time
 from contextlib import nullcontext
@@ -39,7 +40,7 @@ dtype = ('bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supporte
          'float16' if torch.cuda.is_available() else 'float32')
 compile = torch.cuda.is_available()  # use PyTorch 2.0 to compile the model to be faster
 profile = False  # use pytorch profiler, or just simple benchmarking?
-train_iters = 20  # timed training iterations (after 10 of burn-in)
+train_iters = 20  # timed training iterations of each model (after 10 of burn-in), interleaved
 gen_new_tokens = 500  # new tokens per generation benchmark (0 skips it)
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU
 # -----------------------------------------------------------------------------
@@ -104,8 +105,10 @@ def make_model(depth, context):
     return model.to(device)
 
 
-def bench_train(depth):
-    """Time train_iters training steps after 10 of burn-in; return (ms/iter, tokens/s, mfu or None)."""
+def make_trainer(depth):
+    """A fresh model of this depth with its optimizer (compiled if asked), profiled if asked, after 10 steps of
+    burn-in -> (step, the uncompiled model). step() runs one training iteration on a new batch; it ends with a
+    host sync (loss.item()), so its wall time is the step's."""
     model = make_model(depth, block_size)
     optimizer = model.configure_optimizers(weight_decay=1e-2, learning_rate=1e-4, betas=(0.9, 0.95),
                                            device_type=device_type)
@@ -121,7 +124,7 @@ def bench_train(depth):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return loss
+        return loss.item()
 
     if profile:
         # useful docs on pytorch profiler:
@@ -143,24 +146,27 @@ def bench_train(depth):
             with_modules=False,  # only for torchscript models atm
         ) as prof:
             for k in range(num_steps):
-                lossf = step().item()
+                lossf = step()
                 prof.step()  # notify the profiler at end of each step
                 print(f"{k}/{num_steps} loss: {lossf:.4f}")
         print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=15))
         print("profiler trace written to ./bench_log")
-    # simple benchmarking
-    for stage, num_steps in enumerate([10, train_iters]):  # burnin, then benchmark
-        if device_type == 'cuda':
-            torch.cuda.synchronize()
-        t0 = time.time()
-        for k in range(num_steps):
-            lossf = step().item()
-        if device_type == 'cuda':
-            torch.cuda.synchronize()
-        dt = time.time() - t0
-    ms = dt / num_steps * 1000
-    mfu = raw_model.estimate_mfu(batch_size, dt / num_steps, peak_flops or None)
-    return ms, batch_size * block_size / (dt / num_steps), mfu
+    for _ in range(10):  # burn-in
+        step()
+    return step, raw_model
+
+
+def time_steps(steps):
+    """The median wall time in ms of each of steps (make_trainer's) over train_iters rounds; a round runs one
+    step of every model in turn, so that the machine's drift (a step on 2 shared CPU cores took 270 ms, then 380
+    ms, within one minute, NOTES.md) falls on all of them alike and their ratio holds."""
+    times = [[] for _ in steps]
+    for _ in range(train_iters):
+        for t, step in zip(times, steps):
+            t0 = time.perf_counter()
+            step()
+            t.append((time.perf_counter() - t0) * 1000)
+    return [statistics.median(t) for t in times]
 
 
 @torch.no_grad()
@@ -180,18 +186,24 @@ def bench_generate(depth, use_cache):
     return gen_new_tokens / (time.time() - t0)
 
 
-results = {}
-for depth in ([0, dag_depth] if dag_depth > 0 else [0]):
+depths = [0, dag_depth] if dag_depth > 0 else [0]
+trainers = [make_trainer(depth) for depth in depths]
+step_ms = time_steps([step for step, _ in trainers])
+for depth, (_, raw_model), ms in zip(depths, trainers, step_ms):
     name = f"GPT+DAG (dag_depth={depth})" if depth else "GPT"
-    ms, tps, mfu = bench_train(depth)
+    mfu = raw_model.estimate_mfu(batch_size, ms / 1000, peak_flops or None)
     mfu_str = f", MFU {mfu * 100:.2f}%" if mfu is not None else ", MFU n/a (peak FLOP/s unknown: set peak_flops)"
-    n_params = sum(p.numel() for p in make_model(depth, block_size).parameters())
-    print(f"{name} train: {ms:.2f} ms/iter, {tps:,.0f} tokens/s{mfu_str}, {n_params:,} parameters")
-    results[depth] = ms
-    if gen_new_tokens > 0:
+    n_params = sum(p.numel() for p in raw_model.parameters())
+    print(f"{name} train: {ms:.2f} ms/iter, {batch_size * block_size / (ms / 1000):,.0f} tokens/s{mfu_str}, "
+          f"{n_params:,} parameters")
+del trainers
+if gen_new_tokens > 0:
+    for depth in depths:
+        name = f"GPT+DAG (dag_depth={depth})" if depth else "GPT"
         cached = bench_generate(depth, use_cache=True)
         uncached = bench_generate(depth, use_cache=False)
         print(f"{name} generate {gen_new_tokens} tokens: {cached:,.1f} tokens/s with KV cache, "
               f"{uncached:,.1f} tokens/s without ({cached / uncached:.2f}x)")
 if dag_depth > 0:
-    print(f"GPT+DAG / GPT train step time: {results[dag_depth] / results[0]:.2f}x")
+    print(f"GPT+DAG / GPT train step time: {step_ms[1] / step_ms[0]:.2f}x (medians of {train_iters} "
+          f"interleaved steps)")

@@ -1,0 +1,16 @@
+"""bench.py as a user runs it: GPT+DAG against the GPT of the same size, steps interleaved, and generation."""
+import re
+
+from conftest import run_script
+
+
+def test_bench_prints_both_step_times_their_ratio_and_generation(numeric_data):
+    out = run_script('bench.py', '--dataset=numeric', '--dag_depth=1', '--n_layer=1', '--n_head=2', '--n_embd=32',
+                     '--batch_size=2', '--block_size=16', '--train_iters=3', '--gen_new_tokens=5',
+                     cwd=numeric_data).stdout
+    ms = {name: float(v) for name, v in re.findall(r'^(GPT|GPT\+DAG \(dag_depth=1\)) train: ([0-9.]+) ms/iter', out,
+                                                   re.M)}
+    assert set(ms) == {'GPT', 'GPT+DAG (dag_depth=1)'}, out
+    ratio = float(re.search(r'train step time: ([0-9.]+)x \(medians of 3 interleaved steps\)', out).group(1))
+    assert abs(ratio - ms['GPT+DAG (dag_depth=1)'] / ms['GPT']) < 0.01
+    assert len(re.findall(r'generate 5 tokens: [0-9.,]+ tokens/s with KV cache', out)) == 2, out
