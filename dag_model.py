@@ -47,7 +47,8 @@ What this design gets right where its public ancestor did not (SPEC.md, "What a 
   corpus writes the labels): cross-entropy on the role of each character in a number (the role sequence fixes
   every value exactly), and, where the text states a result, the likelihood of each step's programs (op and
   operands among its candidates) that compute that step's sub-expression: a multi-step expression such as
-  (3 + 4) * 5 is taught as a program, 3 + 4 at the second-to-last step and (...) * 5 at the last. It is off for
+  (3 + 4) * 5 is taught as a program, 3 + 4 at the second-to-last step and (...) * 5 at the last, the node that
+  should hold 7 read as 7 in those programs whatever it holds yet (DAGController.as_labelled). It is off for
   plain text.
 - Every parameter gets a gradient from the language-model loss alone, so DDP needs no find_unused_parameters.
 
@@ -74,7 +75,9 @@ main job (at 1,500 iterations of README's chains recipe the Block was worth ~4 p
 seeds; NOTES.md, tenth session). The context Block stays: without it single ops fell on all 4 seeds run. Not
 cheaper on 2 CPU cores (NOTES.md, ninth session): scoring only the nodes the mask lets through (the gathers cost
 what the smaller tensors save); and lower on the seeds run: the readout's symbol of the chosen value only (no
-candidates' symbols), argmax choices in training.
+candidates' symbols), argmax choices in training. Teacher forcing (scratch nodes holding their labels in the
+forward pass of training) taught the steps to copy what holds a label in training and not at evaluation (two
+variants, two seeds each: held-out phrasings 5-23 points lower): the labels reach only the programs the loss scores.
 
 Tokenisation (issue 10): one code path for a character vocabulary (the numeric corpus, shakespeare_char) and
 GPT-2 BPE. Reading: the classifier decides what a token is in context ("12" " 345" is one number or two; " 66" in
@@ -448,7 +451,8 @@ class DAGController(nn.Module):
     positions 0..T-1, then step j's scratch node at position s at T (1 + j) + s: scratch_index; an int, or a (T,)
     tensor of one node per position), op a name in OPS; forced choices must be visible from the position that
     reads them (a test and debugging aid); and with_programs, to also return every step's candidate programs
-    (what the auxiliary loss needs).
+    (what the auxiliary loss needs), with labels (B, Tq, dag_depth) float64 (training, no cache: what each step
+    should compute at each position, NaN where unknown) to score them with the children's labels (`step`).
 
     Returns a dict: 'values' the scratch values (B, Tq, dag_depth) float64, exactly the chosen op on the chosen
     operands' values; 'feats' their readout features (B, Tq, dag_depth, N_VALUE_FEATURES + |SYMBOLS|); 'emb' the
@@ -489,7 +493,7 @@ class DAGController(nn.Module):
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
 
     def forward(self, node_emb, values, length, written, classes, ctx, program=None,
-                with_programs=False, cache=None, with_stats=False):
+                with_programs=False, cache=None, with_stats=False, labels=None):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
         anchor_logits = self.op_anchor(ctx).float()  # (B, Tq, 9)
@@ -509,12 +513,14 @@ class DAGController(nn.Module):
         # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
         nodes = {'keys': [token_keys], 'values': [values.detach()],
                  'anchors': [torch.arange(Tk, device=values.device).expand(B, Tk)]}
+        if labels is not None:  # what each node should hold, per kind (a token's value is its own: no label)
+            nodes['labels'] = [torch.full_like(values, float('nan'), dtype=torch.float64)]
         # one view per step: unbind's backward stacks the steps' gradients once (a slice [:, :, k] filled a
         # full-size zero gradient for every step, ~9 ms of a 250 ms training step)
         per_step = lambda x: x.movedim(2, 0).unbind(0)  # noqa: E731: (B, Tq, dag_depth, ...) -> (B, Tq, ...) each
         ctx = dict(masks=masks, queries=per_step(queries), rank_logits=per_step(rank_logits),
                    op_logits=per_step(op_logits), anchor_logits=anchor_logits, program=program,
-                   with_programs=with_programs)
+                   with_programs=with_programs, labels=per_step(labels) if labels is not None else None)
         steps = []
         for k in range(self.depth):
             step = self.step(k, nodes, **ctx)
@@ -523,6 +529,8 @@ class DAGController(nn.Module):
                 node = cache.extend_scratch(k, node)
             for name, x in zip(('keys', 'values', 'anchors'), node):
                 nodes[name].append(x)
+            if labels is not None:
+                nodes['labels'].append(ctx['labels'][k])
             steps.append(step)
         out = {'values': torch.stack([s['value'] for s in steps], -1),
                'feats': torch.stack([s['feats'] for s in steps], 2),
@@ -569,14 +577,16 @@ class DAGController(nn.Module):
         return (torch.cat([bias] + [scratch_bias] * (self.depth - 1), -1),
                 torch.cat([rank] + [rank + MAX_RANK] * (self.depth - 1), -1))
 
-    def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, with_programs):
+    def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, with_programs,
+             labels=None):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
         them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
         steps' scratch nodes (see forward); masks: operand_mask's; per step (tuples of dag_depth): queries (B, Tq,
         2, C), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9); anchor_logits (B, Tk, 9). Returns a
         dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see forward), its
         candidates' results and weights (see features) and what diagnostics and the auxiliary loss need. Both
-        operands are chosen at once, along a leading dim of 2 (a, then b)."""
+        operands are chosen at once, along a leading dim of 2 (a, then b). With labels (per step, (B, Tq) float64)
+        the candidate programs read the candidates' labels (`as_labelled`)."""
         forced = program[k] if program is not None else None
         keys, node_values = torch.cat(nodes['keys'], 1), torch.cat(nodes['values'], -1)  # (B, N, C), (B, N)
         bias, rank = (m[..., :node_values.size(-1)] for m in masks)  # (B, Tq, N) each
@@ -604,9 +614,24 @@ class DAGController(nn.Module):
                 'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': probs,
                 'anchor_a': anchors.gather(-1, i_a[..., 0])}  # (B, Tq): the new node's anchor, its a's
         if with_programs:  # every op on every pair of candidate operands, and the probability of each
+            if labels is not None:
+                node_labels = torch.cat(nodes['labels'], -1)  # (B, N)
+                v_a, v_b = (self.as_labelled(i_x, v_x, node_labels, labels[k]) for i_x, v_x in ((i_a, v_a), (i_b, v_b)))
             step['programs'] = (dag_ops(v_a[..., :, None], v_b[..., None, :]),  # (B, Tq, K, K, 9) float64
                                 p_a[..., :, None, None] * p_b[..., None, :, None] * p_op[..., None, None, :])
         return step
+
+    @staticmethod
+    def as_labelled(i, v, node_labels, label):
+        """What the auxiliary loss's programs read for candidate operands i (B, Tq, K) long with values v (B, Tq, K)
+        float64: a node's label (node_labels (B, N) float64, NaN where none) where it has one other than the step's
+        own label (label (B, Tq) float64), else its value. So a parent is scored on reading the node that should hold
+        its child, right or not yet (early in training, and under the exploration sample, most children are wrong:
+        NOTES.md, eleventh session); a node labelled with the step's own value keeps its computed one, so copying an
+        earlier step earns only what that step computed (with labels there, steps learned to copy: NOTES.md, twelfth
+        session). The forward pass reads the computed values only."""
+        lab = node_labels[:, None].expand(-1, i.size(1), -1).gather(-1, i)
+        return torch.where(lab.isnan() | (lab == label[..., None]), v, lab)
 
     @staticmethod
     def operand_logits(q, keys, rank_logits, bias, rank):
@@ -782,6 +807,21 @@ def computes(results, target):
     return (results == target) | ((results - target).abs() <= 1e-12 * target.abs())
 
 
+def filled_steps(steps):
+    """Label rows (..., S) -> float64, each row's columns before its first label filled with that label (the steps
+    before a problem's first are taught its first value: program_loss)."""
+    steps = steps.double()
+    first = (~steps.isnan()).long().argmax(-1, keepdim=True)  # the first labelled column (0 where none is)
+    return torch.where(torch.arange(steps.size(-1), device=steps.device) < first, steps.gather(-1, first), steps)
+
+
+def step_labels(steps, depth):
+    """Label rows steps (B, T, S) -> what each of depth DAG steps is taught at each position (B, T, depth) float64:
+    step k column S - depth + k (filled_steps; NaN where that column is before 0), as program_loss teaches."""
+    labels = filled_steps(steps)[..., -depth:]
+    return F.pad(labels, (depth - labels.size(-1), 0), value=float('nan'))
+
+
 def program_loss(programs, steps):
     """The auxiliary loss on the DAG's steps: for each step k and position, -log of the total probability of the
     candidate programs that compute its label (the marginal likelihood of consistent programs, as in weakly
@@ -794,9 +834,7 @@ def program_loss(programs, steps):
     again), so that every step learns from every problem: left untaught, they fed noise to the readout (a
     single op fell from 94.7% to 90.8%, NOTES.md)."""
     D, S = len(programs), steps.size(-1)
-    steps = steps.double()
-    first = (~steps.isnan()).long().argmax(-1, keepdim=True)  # the first labelled column (0 where none is)
-    steps = torch.where(torch.arange(S, device=steps.device) < first, steps.gather(-1, first), steps)
+    steps = filled_steps(steps)
     nll, found = [], []
     for k, (results, probs) in enumerate(programs):
         if S - D + k < 0:
@@ -866,8 +904,9 @@ class DAGGPT(GPT):
             token_values, length, written, classes, class_logits, digit_logits = self.value_extractor(
                 e, self.digit_value[idx], self.digit_len[idx], cache)
             ctx = run_block(self.context, e, cache.context if cache is not None else None)
+            labels = step_labels(steps, self.config.dag_depth) if steps is not None else None
             out = self.controller(e, token_values, length, written, classes, ctx, program,
-                                  with_programs=steps is not None, cache=cache, with_stats=with_stats)
+                                  with_programs=steps is not None, cache=cache, with_stats=with_stats, labels=labels)
             dag_sem = self.readout(out['feats'], out['emb'])
         out.update(token_values=token_values, length=length, written=written)
         if self.config.dag_write_tokens:

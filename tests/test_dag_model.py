@@ -123,6 +123,26 @@ def test_forced_program_executes_exactly():
     assert feats.shape == (2, T, 3, feats.size(-1))
 
 
+def test_programs_read_a_child_by_its_label_and_a_copy_by_its_value():
+    # 3 - 4 where the labels say the first step should give 7, then a second step on that node: the programs the
+    # auxiliary loss scores read the node as 7 (so reading it is credited though the child is wrong), unless the
+    # second step's own label is 7 too (a copy earns only what was computed); the forward values never change
+    model = tiny_dag(depth=2).eval()
+    T = 3
+    values = torch.tensor([[3.0, 4.0, 5.0]], dtype=D)
+    e, classes, length = torch.randn(1, T, 16), torch.zeros(1, T, len(CLASSES)), torch.ones(1, T, dtype=torch.long)
+    nan = float('nan')
+    for op, label, expected in [('multiply', 35.0, 35.0), ('identity', 7.0, -1.0)]:
+        program = [(0, 1, 'subtract'), (scratch_index(T, 0), 2, op)]
+        labels = torch.tensor([[[nan, nan], [nan, nan], [7.0, label]]], dtype=D)
+        run = lambda **kw: model.controller(e, values, length, length, classes, e, program, **kw)  # noqa: E731
+        out, plain = run(with_programs=True, labels=labels), run(with_programs=True)
+        assert torch.equal(out['values'], plain['values']) and out['values'][0, -1, 0] == -1.0
+        read = out['programs'][1][0][0, -1, 0, 0, OPS.index(op)]  # the chosen pair's result under the chosen op
+        plain_read = plain['programs'][1][0][0, -1, 0, 0, OPS.index(op)]
+        assert read == expected and plain_read == (-5.0 if op == 'multiply' else -1.0)
+
+
 def test_steps_of_one_position_run_the_program_the_text_asks_for():
     # (3 + 4) * 20 and (3 * 4) + 20: the same numbers, the ops in the opposite order, told apart by the contexts
     # only; no other op computes any of the four steps. Trained through program_loss, the two steps must compute each
