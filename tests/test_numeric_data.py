@@ -451,11 +451,12 @@ def test_roles_agree_with_parse_number(corpus):
         assert [(s, e) for s, e, _ in numbers_in(p["text"])] == p["numbers"]
 
 
-def expected_step_rows(prompt, answer):
+def expected_step_rows(prompt, answer, answer_all_steps=True):
     """{close char: label row (8,)} of one line, from the prompt text alone (check_line's reading): each op's exact
     value at the char after its last number (past a ',' or '.' right after it), in the column of its height,
     right-aligned by the expression's height H (column 8 - H + height - 1), later columns repeating a row's last
-    label; and the answer's row (key None), the row of the char that closes the whole expression."""
+    label; and the answer's row (key None): the answer in every column (prepare's default answer_all_steps), or
+    without answer_all_steps the row of the char that closes the whole expression."""
     category, _, groups, _, steps = check_line(prompt, answer)
     offset = prompt.index(groups["a"]) if category == "multi" else 0
     last_number = numbers_in(prompt)[-1][1]
@@ -468,27 +469,32 @@ def expected_step_rows(prompt, answer):
     for row in rows.values():
         last = np.flatnonzero(~np.isnan(row)).max()
         row[last:] = row[last]
-    return {**rows, None: rows[char]}
+    return {**rows, None: np.full(8, rows[char][-1]) if answer_all_steps else rows[char]}
+
+
+def check_step_labels(text, steps_of, steps, answer_all_steps=True):
+    """Every char's label row, recomputed from the text: a close char's row at that char, the answer's row from the
+    prompt's last char to the answer's last char, -1 elsewhere."""
+    assert steps_of.dtype == np.int32 and len(steps_of) == len(text) and steps.shape[1] == 8
+    labelled, pos = np.zeros(len(text), dtype=bool), 0
+    for line in text.splitlines():
+        prompt, answer = split_line(line)
+        expected = {}  # char -> row; the answer's span last: where the root closes at the prompt's last char
+        for char, row in expected_step_rows(prompt, answer, answer_all_steps).items():  # ("3+4*5="), its row wins
+            span = range(pos + len(prompt) - 1, pos + len(line)) if char is None else [pos + char]
+            expected.update((c, row) for c in span)
+        for c, row in expected.items():
+            np.testing.assert_array_equal(steps[steps_of[c]], row, err_msg=f"{line!r} at {c - pos}")
+            labelled[c] = True
+        assert steps[steps_of[pos + len(line) - 1], -1] == float(Fraction(answer))
+        pos += len(line) + 1
+    assert (steps_of[~labelled] == -1).all()
 
 
 def test_steps_of_and_steps_files(corpus):
-    """Every char's label row, recomputed from the text: a close char's row at that char, the answer's row from the
-    prompt's last char to the answer's last char, -1 elsewhere."""
     for split in ("train", "val"):
-        text, labels = corpus["texts"][split], corpus["labels"][split]
-        steps_of, steps = labels["steps_of"], labels["steps"]
-        assert steps_of.dtype == np.int32 and len(steps_of) == len(text) and steps.shape[1] == 8
-        labelled, pos = np.zeros(len(text), dtype=bool), 0
-        for line in text.splitlines():
-            prompt, answer = split_line(line)
-            for char, row in expected_step_rows(prompt, answer).items():
-                span = range(pos + len(prompt) - 1, pos + len(line)) if char is None else [pos + char]
-                for c in span:
-                    np.testing.assert_array_equal(steps[steps_of[c]], row, err_msg=f"{line!r} at {c - pos}")
-                    labelled[c] = True
-            assert steps[steps_of[pos + len(line) - 1], -1] == float(Fraction(answer))
-            pos += len(line) + 1
-        assert (steps_of[~labelled] == -1).all()
+        labels = corpus["labels"][split]
+        check_step_labels(corpus["texts"][split], labels["steps_of"], labels["steps"])
 
 
 def test_no_labels_and_cli(tmp_path):
@@ -583,37 +589,27 @@ def test_p_multi_sets_the_share_of_chains_in_train_and_val_only():
         prep.make_problem(rng, "train", p_multi=1.5)
 
 
-def test_answer_all_steps_labels_the_answer_on_every_step(tmp_path, corpus):
-    """--answer_all_steps: the same text and roles; every char of an answer's span (prompt's last char to answer's
-    last) has the answer in all columns, and every other char keeps its close row or -1."""
+def test_no_answer_all_steps_keeps_the_roots_close_row_at_the_answer(tmp_path, corpus):
+    """answer_all_steps=False (--no-answer_all_steps): the same text and roles; the answer's chars hold the row of
+    the char that closes the whole expression (the children that close with the root on the earlier steps)."""
     out = str(tmp_path)
-    prep.prepare(out, seed=1337, answer_all_steps=True, **SIZES)
+    prep.prepare(out, seed=1337, answer_all_steps=False, **SIZES)
     text, labels = corpus["texts"]["train"], corpus["labels"]["train"]
     assert np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16).tobytes() == prep.encode(text).tobytes()
     np.testing.assert_array_equal(np.fromfile(os.path.join(out, "train_roles.bin"), dtype=np.uint8), labels["roles"])
-    steps_of = np.fromfile(os.path.join(out, "train_steps_of.bin"), dtype=np.int32)
-    steps = np.load(os.path.join(out, "train_steps.npy"))
-    in_answer, pos = np.zeros(len(text), dtype=bool), 0
-    for line in text.splitlines():
-        prompt, answer = split_line(line)
-        for c in range(pos + len(prompt) - 1, pos + len(line)):  # NaN or a child here without the flag
-            assert (steps[steps_of[c]] == float(Fraction(answer))).all(), (line, c - pos)
-            in_answer[c] = True
-        pos += len(line) + 1
-    np.testing.assert_array_equal(steps_of[~in_answer] == -1, labels["steps_of"][~in_answer] == -1)
-    closes = ~in_answer & (steps_of >= 0)
-    np.testing.assert_array_equal(steps[steps_of[closes]], labels["steps"][labels["steps_of"][closes]])  # as before
+    check_step_labels(text, np.fromfile(os.path.join(out, "train_steps_of.bin"), dtype=np.int32),
+                      np.load(os.path.join(out, "train_steps.npy")), answer_all_steps=False)
 
 
 def test_cli_passes_p_multi_and_answer_all_steps(tmp_path):
-    """The script's --p_multi and --answer_all_steps reach prepare(): the same files as the call; a p_multi out of
+    """The script's --p_multi and --no-answer_all_steps reach prepare(): the same files as the call; a p_multi out of
     0..1 is one line and a non-zero exit."""
     small = dict(n_train=200, n_test=20, n_extrap=10, n_phrasing=10)
-    prep.prepare(str(tmp_path / "call"), p_multi=0.4, answer_all_steps=True, **small)
+    prep.prepare(str(tmp_path / "call"), p_multi=0.4, answer_all_steps=False, **small)
     script = os.path.join(ROOT, "data", "numeric", "prepare.py")
     sizes = [f"--{k}={v}" for k, v in small.items()]
     subprocess.run([sys.executable, script, f"--out_dir={tmp_path / 'cli'}", *sizes, "--p_multi=0.4",
-                    "--answer_all_steps"], capture_output=True, text=True, check=True)
+                    "--no-answer_all_steps"], capture_output=True, text=True, check=True)
     for name in ("train.bin", "train_steps.npy", "train_steps_of.bin"):
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "call" / name).read_bytes(), name
     bad = subprocess.run([sys.executable, script, f"--out_dir={tmp_path / 'bad'}", *sizes, "--p_multi=1.5"],

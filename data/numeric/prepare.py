@@ -40,15 +40,15 @@ Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels
                            so the answer is in the last column and a parent's step comes after its children's;
                            NaN before a row's first label, its last label repeated after it. "(3 + 4) * 5 = 35"
                            has 7 at ")" (column MAX_STEPS - 2, repeated in the last) and 35 at the " " after 5
-                           and at the answer's chars (the root's close row; with --answer_all_steps, the
-                           answer in every column)
+                           in every column at the answer's chars (--no-answer_all_steps: the root's close
+                           row there, its children on the earlier steps)
     meta.pkl               {'vocab_size', 'itos', 'stoi'} over ALPHABET (the same for every seed and size)
     problems.jsonl         test, extrap and phrasing problems with their exact answers and step values
     val_prose.bin          with --prose (a mixture of prose and problems): the val prose alone, for its loss
 
 $ python data/numeric/prepare.py [--out_dir DIR] [--seed 1337] [--n_train 200000] [--max_digits 4] [--max_ops 4]
                                  [--no-labels] [--tokenizer char|gpt2 --tiktoken_file PATH] [--prose PATH]
-                                 [--p_multi 0.4] [--answer_all_steps]
+                                 [--p_multi 0.4] [--no-answer_all_steps]
 """
 import argparse
 import json
@@ -674,12 +674,13 @@ def step_rows(problem, answer_all_steps=False):
     row at the column of their height, right-aligned by the problem's height H (column MAX_STEPS - H + h - 1); a
     row's columns after its last label repeat it, NaN before the first.
 
-    answer_all_steps: the answer's row is the answer in every column, so every step is taught the answer at the
-    answer's chars and the readout sees it on every step; the children are taught at their close chars, where
-    the steps can read them. (In the root's close row the children that close with the root, 67 * 7 in
-    min(75, 67 * 7), sit on the earlier steps, and the model writes them. NOTES.md, seventh session: with
-    --p_multi=0.4 at 1,500 iterations, test chains 53.8% over 3 seeds, 25.0% without the flag on seed 1337; at
-    the main job's 750 iterations and mix, no gain.)
+    answer_all_steps (prepare's default): the answer's row is the answer in every column, so every step is taught
+    the answer at the answer's chars and the readout sees it on every step; the children are taught at their close
+    chars, where the steps can read them. (In the root's close row the children that close with the root, 67 * 7
+    in min(75, 67 * 7), sit on the earlier steps, and the model writes them. NOTES.md: with --p_multi=0.4 at 1,500
+    iterations, test chains 53.8% over 3 seeds, 25.0% without the flag on seed 1337 (seventh session); at the main
+    job's 750 iterations and mix it pays only with the children's labels in the programs (DAGController.
+    as_labelled): test chains 14.9 -> 17.8%, extrap chains 10.0 -> 17.0% over 4 seeds (twelfth session).)
     Where the root closes at the prompt's last char ("3+4*5=", "Tell me 3 + 4 * 5. "), the answer's row then
     replaces that char's close row (steps_of_labels: the later span wins), so a child closing there with the
     root (4*5) is taught nowhere: the steps must find it unaided."""
@@ -750,7 +751,7 @@ def prose_paragraphs(path):
 
 def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, n_phrasing=1000,
             max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None, prose=None,
-            p_multi=None, answer_all_steps=False):
+            p_multi=None, answer_all_steps=True):
     """Generate the corpus into out_dir (created if missing); same seed and sizes give byte-identical files.
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
@@ -764,9 +765,10 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     mix (Tiny Shakespeare's ~1.0M train chars against ~27 chars a problem: n_train=40000 is about half prose).
     Returns a summary dict: per split {'problems', 'max_chars'} (+ 'tokens' for train and val, and with prose
     'prose_tokens'), vocab_size, paths, seconds. p_multi: the share of chains among the train and val problems
-    (make_problem; None: a tenth, as in every split). answer_all_steps: the answer's label row is the answer in
-    every column (step_rows; the train and val text is the same). Raises ValueError for max_digits, max_ops or
-    p_multi out of range, and FileNotFoundError / ValueError for a missing or unreadable prose file.
+    (make_problem; None: a tenth, as in every split). answer_all_steps (the default): the answer's label row is
+    the answer in every column (step_rows; False: the root's close row; the train and val text is the same either
+    way). Raises ValueError for max_digits, max_ops or p_multi out of range, and FileNotFoundError / ValueError for
+    a missing or unreadable prose file.
     """
     _check_sizes(max_digits, max_ops, p_multi)
     if tokenizer not in ("char", "gpt2"):
@@ -864,10 +866,10 @@ if __name__ == "__main__":
                         help="the share of multi-step chains among the train and val problems (default: a tenth, "
                              "uniform over the nine ops and chains; 0.4: chains +6 points, single ops with 5-6 digit "
                              "operands -1.4, NOTES.md)")
-    parser.add_argument("--answer_all_steps", action="store_true",
-                        help="label every DAG step with the answer at the answer's chars (default: the root's close "
-                             "row, its children on the earlier steps); with --p_multi=0.4 and 1,500 iterations, "
-                             "test chains 53.8%% over 3 seeds, 25.0%% without it on one, NOTES.md")
+    parser.add_argument("--answer_all_steps", action=argparse.BooleanOptionalAction, default=True,
+                        help="label every DAG step with the answer at the answer's chars (--no-answer_all_steps: "
+                             "the root's close row, its children on the earlier steps, which the model then writes; "
+                             "NOTES.md, seventh and twelfth sessions)")
     args = parser.parse_args()
     try:
         s = prepare(args.out_dir, args.seed, args.n_train, args.n_val, args.n_test, args.n_extrap, args.n_phrasing,
