@@ -833,13 +833,10 @@ def program_loss(programs, steps):
     a problem's first are taught its first value as well (any program that computes it, such as the same op
     again), so that every step learns from every problem: left untaught, they fed noise to the readout (a
     single op fell from 94.7% to 90.8%, NOTES.md)."""
-    D, S = len(programs), steps.size(-1)
-    steps = filled_steps(steps)
+    labels = step_labels(steps, len(programs))  # (B, T, D); NaN (no program computes it) where none
     nll, found = [], []
     for k, (results, probs) in enumerate(programs):
-        if S - D + k < 0:
-            continue
-        exact = computes(results, steps[..., S - D + k, None, None, None].double())
+        exact = computes(results, labels[..., k, None, None, None])
         p_exact = (probs * exact).flatten(2).sum(-1)  # (B, T)
         found.append(exact.flatten(2).any(-1))
         nll.append(-torch.log(p_exact.clamp(min=1e-9)))

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGGPTConfig, dag_ops, linear_scan, scratch_index,
-                       program_loss, read_numbers, render_symbol, value_features)
+from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGController, DAGGPTConfig, dag_ops, linear_scan,
+                       program_loss, read_numbers, render_symbol, scratch_index, step_labels, value_features)
 
 D = torch.float64
 
@@ -141,6 +141,27 @@ def test_programs_read_a_child_by_its_label_and_a_copy_by_its_value():
         read = out['programs'][1][0][0, -1, 0, 0, OPS.index(op)]  # the chosen pair's result under the chosen op
         plain_read = plain['programs'][1][0][0, -1, 0, 0, OPS.index(op)]
         assert read == expected and plain_read == (-5.0 if op == 'multiply' else -1.0)
+
+
+def test_step_labels_and_the_model_passes_them_to_the_controller(monkeypatch):
+    # step k is taught column S - D + k, the columns before a row's first label filled with it, NaN before column 0;
+    # DAGGPT.forward with steps hands exactly these to the controller (what as_labelled reads), and nothing without
+    nan = float('nan')
+    steps = torch.tensor([[[nan, nan, 7.0, 35.0], [nan, nan, nan, nan]]], dtype=D)
+    assert step_labels(steps, 2)[0, 0].tolist() == [7.0, 35.0]
+    deeper = step_labels(steps, 6)
+    assert deeper[0, 0, :2].isnan().all() and deeper[0, 0, 2:].tolist() == [7.0, 7.0, 7.0, 35.0]
+    assert deeper[0, 1].isnan().all()
+    model, seen, forward = tiny_dag(depth=2), [], DAGController.forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs['labels'])
+        return forward(self, *args, **kwargs)
+    monkeypatch.setattr(DAGController, 'forward', spy)
+    idx = torch.randint(0, 20, (1, 2))
+    model(idx, idx, steps=steps)
+    model(idx, idx)
+    assert torch.equal(seen[0].nan_to_num(-1.0), step_labels(steps, 2).nan_to_num(-1.0)) and seen[1] is None
 
 
 def test_steps_of_one_position_run_the_program_the_text_asks_for():

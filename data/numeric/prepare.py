@@ -581,7 +581,7 @@ for _c, _role in {**{d: "digits" for d in "0123456789"}, ",": "sep", ".": "point
     _ROLE_OF_ID[ALPHABET.index(_c)] = CLASSES.index(_role)
 
 
-def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None, answer_all_steps=False):
+def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None, answer_all_steps=True):
     """n problems whose prompts are not in exclude, as one text and what its labels are made of: a dict with
     text, prompts, numbers (char spans of every number), closes ((char, row) of every close position: step_rows),
     answers ((start, end, row): spans from the prompt's last char to the answer's last char, end exclusive),
@@ -668,19 +668,19 @@ def close_positions(problem):
     return [(close_char(leaf), h, value) for leaf, h, value in problem["closes"]]
 
 
-def step_rows(problem, answer_all_steps=False):
+def step_rows(problem, answer_all_steps=True):
     """The steps labels of a problem: [(char index, row)], a row np.float64 (MAX_STEPS,) per close position
     (close_positions), then (None, the answer's row: the root's close row). Nodes closing at one char sit in its
     row at the column of their height, right-aligned by the problem's height H (column MAX_STEPS - H + h - 1); a
     row's columns after its last label repeat it, NaN before the first.
 
-    answer_all_steps (prepare's default): the answer's row is the answer in every column, so every step is taught
+    answer_all_steps (the default): the answer's row is the answer in every column, so every step is taught
     the answer at the answer's chars and the readout sees it on every step; the children are taught at their close
     chars, where the steps can read them. (In the root's close row the children that close with the root, 67 * 7
     in min(75, 67 * 7), sit on the earlier steps, and the model writes them. NOTES.md: with --p_multi=0.4 at 1,500
     iterations, test chains 53.8% over 3 seeds, 25.0% without the flag on seed 1337 (seventh session); at the main
     job's 750 iterations and mix it pays only with the children's labels in the programs (DAGController.
-    as_labelled): test chains 14.9 -> 17.8%, extrap chains 10.0 -> 17.0% over 4 seeds (twelfth session).)
+    as_labelled): test chains 14.3 -> 17.3%, extrap chains 9.8 -> 15.7% over 6 seeds (twelfth session).)
     Where the root closes at the prompt's last char ("3+4*5=", "Tell me 3 + 4 * 5. "), the answer's row then
     replaces that char's close row (steps_of_labels: the later span wins), so a child closing there with the
     root (4*5) is taught nowhere: the steps must find it unaided."""
