@@ -396,6 +396,8 @@ def read_numbers(y, digit_value, digit_len, window):
 NOT_A_NUMBER = -1e9  # operand logit bias of a token that ends no number: picked only before any number is seen
 FUTURE = -2e9  # operand logit bias of a future token: below NOT_A_NUMBER, so never picked
 FORCE = 1e4  # logit added to a forced choice (taken from a masked one): exp(-1e4) is 0 in float32
+OPS_LABEL_WEIGHT = 0.25  # of the ops labels' cross-entropy in the auxiliary loss: at 1 the single ops on long
+# operands paid for the chains' gain (extrap one op 99.2 -> 98.3%, 6 seeds; NOTES.md, thirteenth session)
 N_CHOICES = 3  # distributions a step's straight-through features average: operand a, operand b, op
 
 
@@ -460,7 +462,9 @@ class DAGController(nn.Module):
     of the two operands (token positions 0..Tk-1, then step j's node at position s at Tk (1 + j) + s, Tk the
     number of tokens seen: T in training, the tokens so far in cached generation) and the OPS index of the op;
     'symbols'
-    (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; with with_stats,
+    (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; 'anchor_logits'
+    (B, Tq, 9) float32, the op as read at each position (what a step whose right operand is there adds to its op
+    logits; the auxiliary loss's ops labels teach it); with with_stats,
     'stats' (diagnostics, see DAGGPT.forward); with with_programs, 'programs': per step, (the results of
     every op on every pair of candidate operands (B, Tq, K, K, 9) float64, the probability the step gives each
     (B, Tq, K, K, 9)).
@@ -496,7 +500,7 @@ class DAGController(nn.Module):
                 with_programs=False, cache=None, with_stats=False, labels=None):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
-        anchor_logits = self.op_anchor(ctx).float()  # (B, Tq, 9)
+        anchor_logits = new_anchor_logits = self.op_anchor(ctx).float()  # (B, Tq, 9)
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
             token_keys, values, length, anchor_logits = cache.extend_nodes(token_keys, values.detach(), length,
                                                                            anchor_logits)
@@ -535,7 +539,7 @@ class DAGController(nn.Module):
         out = {'values': torch.stack([s['value'] for s in steps], -1),
                'feats': torch.stack([s['feats'] for s in steps], 2),
                'emb': torch.stack([s['emb'] for s in steps], 2),
-               'choices': torch.stack([s['choice'] for s in steps], 2)}
+               'choices': torch.stack([s['choice'] for s in steps], 2), 'anchor_logits': new_anchor_logits}
         # every step's symbols in one call (no step reads them, only the readout); a step with fewer than dag_topk
         # operand candidates (fewer nodes) padded with candidates of weight 0
         pad = lambda x: F.pad(x, (0, len(OPS) + 2 * self.topk - x.size(-1)))  # noqa: E731
@@ -845,10 +849,10 @@ def program_loss(programs, steps):
 
 
 class DAGGPT(GPT):
-    """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None, steps=None) -> (logits, loss)
-    as GPT's; the optional labels roles (B, T) and steps (B, T, S) (see `dag`; data/numeric writes them) add
-    dag_value_loss * the auxiliary loss that teaches the extractor and the DAG's choices. tokens: the text of
-    each token id, for set_vocabulary (without it, or a later set_vocabulary, no token holds digits)."""
+    """GPT+DAG (see the module docstring). forward(idx, targets=None, roles=None, steps=None, ops=None) -> (logits,
+    loss) as GPT's; the optional labels roles (B, T), steps (B, T, S), ops (B, T) (see `dag`; data/numeric writes
+    them) add dag_value_loss * the auxiliary loss that teaches the extractor and the DAG's choices. tokens: the text
+    of each token id, for set_vocabulary (without it, or a later set_vocabulary, no token holds digits)."""
     config_class = DAGGPTConfig
 
     def __init__(self, config, tokens=None):
@@ -880,7 +884,7 @@ class DAGGPT(GPT):
         for name, table in number_tables(list(tokens), self.config.vocab_size).items():
             getattr(self, name).copy_(table)
 
-    def dag(self, idx, h, roles=None, steps=None, program=None, cache=None, with_stats=False):
+    def dag(self, idx, h, roles=None, steps=None, ops=None, program=None, cache=None, with_stats=False):
         """Tokens idx (B, T) long and their hidden states h (B, T, n_embd) -> (dag_sem (B, T, n_embd), what the DAG
         read and did (a dict), the auxiliary loss or None). Runs in float32 / float64 outside autocast, whatever the
         training dtype.
@@ -895,7 +899,10 @@ class DAGGPT(GPT):
         extractor (plus that of its last-digit head, on the labelled tokens of digits); steps (B, T, S) float64,
         the values the DAG's steps should compute at each position, right-aligned (column S - 1 is the final
         answer, S - 2 the step before; NaN where none): DAG step k is taught column S - dag_depth + k, by -log of
-        the probability of its candidate programs that compute it."""
+        the probability of its candidate programs that compute it; ops (B, T) long, the OPS index of the op named
+        next to the right operand whose number ends at each token (-1 where none): OPS_LABEL_WEIGHT x the
+        cross-entropy of the op as read there (the anchor a step's op logits add; without it, chains' inner ops
+        read the outer one, NOTES.md)."""
         with torch.autocast(device_type=h.device.type, enabled=False):
             e = h.float()  # the token nodes' embeddings: the trunk's own (a Block of their own did not pay, issue 9)
             token_values, length, written, classes, class_logits, digit_logits = self.value_extractor(
@@ -915,17 +922,19 @@ class DAGGPT(GPT):
             losses += [labelled_cross_entropy(class_logits, roles), labelled_cross_entropy(digit_logits, digit)]
         if steps is not None:
             losses.append(program_loss(out.pop('programs'), steps))
+        if ops is not None:  # the op named next to each right operand, where the steps read it (DAGController.step)
+            losses.append(OPS_LABEL_WEIGHT * labelled_cross_entropy(out['anchor_logits'], ops))
         return dag_sem, out, sum(losses) if losses else None
 
-    def forward(self, idx, targets=None, roles=None, steps=None, kv_cache=None, stats=None):
-        """As GPT.forward, plus the optional labels roles (B, T) and steps (B, T, S) (see `dag`), and kv_cache a
-        DAGCache (new_kv_cache) for cached generation. stats, a dict, is filled with this pass's diagnostics
+    def forward(self, idx, targets=None, roles=None, steps=None, ops=None, kv_cache=None, stats=None):
+        """As GPT.forward, plus the optional labels roles (B, T), steps (B, T, S) and ops (B, T) (see `dag`), and
+        kv_cache a DAGCache (new_kv_cache) for cached generation. stats, a dict, is filled with this pass's diagnostics
         as 0-dim tensors (no host sync): 'lm_loss' and 'aux_loss' (with targets; aux_loss with labels), 'gate'
         (the mean gate), and with gradients enabled 'operand_entropy' (nats), 'max_abs_value' and 'op_<name>',
         each op's share of the DAG's choices."""
         h = self.hidden_states(idx, kv_cache.trunk if kv_cache is not None else None)
         with_stats = stats is not None and torch.is_grad_enabled()  # the DAG's diagnostics are of training steps
-        dag_sem, out, value_loss = self.dag(idx, h, roles, steps, cache=kv_cache, with_stats=with_stats)
+        dag_sem, out, value_loss = self.dag(idx, h, roles, steps, ops, cache=kv_cache, with_stats=with_stats)
         gate = torch.sigmoid(self.gate(h).float())  # (B, T, 1)
         x = h + (gate * dag_sem).to(h.dtype)
         if targets is None:  # generation: the logits of the last position only

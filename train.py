@@ -204,20 +204,24 @@ def get_batch(split, with_labels=False):
 # GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
 # them): the role of each token in a number (a digit, a separator, ...), and the values the DAG's steps should
 # compute at the positions where a sub-expression's last number has been read and where the answer is written
-LABEL_FILES = ('roles.bin', 'steps_of.bin', 'steps.npy')
+LABEL_FILES = ('roles.bin', 'steps_of.bin', 'steps.npy', 'ops.bin')
 
 
 def get_labels(split, ix):
     """The labels of the windows starting at ix, aligned with x: {'roles': (B, T) long, the CLASSES index of
     each token; 'steps': (B, T, S) float64, the values each DAG step should compute there (data/numeric's
-    steps labels), NaN where none}."""
+    steps labels), NaN where none; 'ops': (B, T) long, the OPS index of the op named where a right operand's
+    number ends, -1 elsewhere}."""
     path = lambda name: os.path.join(data_dir, f'{split}_{name}')  # noqa: E731
     roles = np.memmap(path('roles.bin'), dtype=np.uint8, mode='r')
     steps_of = np.memmap(path('steps_of.bin'), dtype=np.int32, mode='r')  # the label row of a token, or -1
     steps = np.load(path('steps.npy'), mmap_mode='r')  # (rows, S)
     rows = np.stack([steps_of[i:i + block_size] for i in ix])  # (B, T)
+    op_file = np.memmap(path('ops.bin'), dtype=np.uint8, mode='r')  # 255: no op named there
+    ops = np.stack([op_file[i:i + block_size] for i in ix])
     return {'roles': torch.stack([torch.from_numpy(roles[i:i + block_size].astype(np.int64)) for i in ix]),
-            'steps': torch.from_numpy(np.where(rows[..., None] >= 0, steps[np.maximum(rows, 0)], np.nan))}
+            'steps': torch.from_numpy(np.where(rows[..., None] >= 0, steps[np.maximum(rows, 0)], np.nan)),
+            'ops': torch.from_numpy(np.where(ops == 255, -1, ops.astype(np.int64)))}
 
 
 # init these up here, can override if init_from='resume' (i.e. from a checkpoint)
@@ -307,11 +311,12 @@ model.to(device)
 use_labels = model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and \
     all(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES)
 if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and not use_labels and \
-        os.path.isfile(os.path.join(data_dir, 'train_answer_of.bin')):  # would train GPT+DAG without its labels
-    sys.exit(f"train.py: {data_dir} has the labels of an older data/numeric/prepare.py (train_answer_of.bin, "
-             f"not train_steps_of.bin): run prepare.py again, or set dag_value_loss=0")
+        any(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES + ('answer_of.bin',)):
+    # some label files but not all: an older data/numeric/prepare.py wrote them; GPT+DAG would train without them
+    sys.exit(f"train.py: {data_dir} has the labels of an older data/numeric/prepare.py (it lacks some of "
+             f"{', '.join('train_' + name for name in LABEL_FILES)}): run prepare.py again, or set dag_value_loss=0")
 if use_labels:
-    print(f"GPT+DAG auxiliary labels: roles and step values (weight dag_value_loss={dag_value_loss})")
+    print(f"GPT+DAG auxiliary labels: roles, step values and ops (weight dag_value_loss={dag_value_loss})")
 if meta_vocab_size is not None and meta_vocab_size > model_args['vocab_size']:
     sys.exit(f"train.py: {data_dir} has {meta_vocab_size} tokens but the model reads {model_args['vocab_size']}: "
              f"resume with the dataset it was trained on, or start a new out_dir")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import run_script, shared_file
-from dag_model import (CLASSES, DAGGPT, DAGGPTConfig, first_bpe_token, has_multi_digit_tokens, next_tokens,
+from dag_model import (CLASSES, OPS, DAGGPT, DAGGPTConfig, first_bpe_token, has_multi_digit_tokens, next_tokens,
                        number_tables)
 from model import greedy_decode
 from tokenizer import gpt2_encoding
@@ -232,7 +232,10 @@ def test_prepare_writes_the_corpus_in_gpt2_tokens(tmp_path, enc, gpt2_tokens):
     roles = np.fromfile(out / 'train_roles.bin', dtype=np.uint8)
     steps_of = np.fromfile(out / 'train_steps_of.bin', dtype=np.int32)
     steps = np.load(out / 'train_steps.npy')
-    assert len(ids) == len(roles) == len(steps_of) and len(steps) >= 300
+    ops = np.fromfile(out / 'train_ops.bin', dtype=np.uint8)
+    assert len(ids) == len(roles) == len(steps_of) == len(ops) and len(steps) >= 300
+    named = ops != 255  # an op at the token that ends its right operand's first number (or its ',' / '.')
+    assert named.sum() >= 200 and (roles[named] != 0).all() and (ops[named] < len(OPS)).all()
     text = enc.decode(ids.tolist())
     lines = text.splitlines()
     assert len(lines) == 300 and enc.encode_ordinary(text) == ids.tolist()

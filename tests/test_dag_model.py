@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dag_model import (CLASSES, MAX_VALUE, OPS, SYMBOLS, DAGGPT, DAGController, DAGGPTConfig, dag_ops, linear_scan,
-                       program_loss, read_numbers, render_symbol, scratch_index, step_labels, value_features)
+from dag_model import (CLASSES, MAX_VALUE, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT, DAGController, DAGGPTConfig, dag_ops,
+                       linear_scan, program_loss, read_numbers, render_symbol, scratch_index, step_labels,
+                       value_features)
 
 D = torch.float64
 
@@ -232,6 +233,30 @@ def test_labels_add_the_auxiliary_loss():
     steps[:, 5:, -2:] = 0.123456  # no candidate program computes this: nothing to learn from it
     _, no_match = model(idx, idx, steps=steps)
     assert no_match == lm_only
+
+
+def test_ops_labels_teach_the_op_read_at_a_right_operand():
+    """ops (B, T): the cross-entropy of the op as read at each labelled token (the anchor a step adds to its op
+    logits when its right operand's node is there), dag_value_loss x OPS_LABEL_WEIGHT times; it trains the anchor
+    head only."""
+    model = tiny_dag().eval()
+    idx = torch.randint(0, 20, (2, 8))
+    ops = torch.full((2, 8), -1)
+    ops[0, 3], ops[1, 6] = OPS.index('multiply'), OPS.index('max')
+    _, lm_only = model(idx, idx)
+    _, out, _ = model.dag(idx, model.hidden_states(idx))
+    anchor = model.controller.op_anchor(model.context(model.hidden_states(idx)))
+    assert torch.equal(out['anchor_logits'], anchor)  # (B, T, 9): the op as read at every position
+    expected = F.cross_entropy(anchor[ops >= 0], ops[ops >= 0])
+    _, loss = model(idx, idx, ops=ops)
+    weight = model.config.dag_value_loss * OPS_LABEL_WEIGHT
+    assert loss.item() == pytest.approx(lm_only.item() + weight * expected.item(), rel=1e-6)
+    model.zero_grad()
+    model.dag(idx, model.hidden_states(idx), ops=ops)[2].backward()  # the auxiliary loss alone
+    grads = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert 'controller.op_anchor.weight' in grads and 'controller.op_head.weight' not in grads
+    _, none_labelled = model(idx, idx, ops=torch.full((2, 8), -1))
+    assert none_labelled == lm_only
 
 
 def test_causality_at_every_position():

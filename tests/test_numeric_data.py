@@ -30,7 +30,7 @@ def corpus(tmp_path_factory):
         ids = np.fromfile(os.path.join(out_dir, f"{split}.bin"), dtype=np.uint16)
         texts[split] = "".join(meta["itos"][int(i)] for i in ids)
         labels[split] = {name: np.fromfile(os.path.join(out_dir, f"{split}_{name}.bin"), dtype=dtype)
-                         for name, dtype in (("roles", np.uint8), ("steps_of", np.int32))}
+                         for name, dtype in (("roles", np.uint8), ("steps_of", np.int32), ("ops", np.uint8))}
         labels[split]["steps"] = np.load(os.path.join(out_dir, f"{split}_steps.npy"))
     with open(os.path.join(out_dir, "problems.jsonl")) as f:
         problems = [json.loads(line) for line in f]
@@ -77,8 +77,8 @@ def slot_value(text):
 
 def evaluate_expression(expr):
     """Exact value of an infix expression (+ - * / unary minus, parentheses, max(,), min(,)) and the (op, value,
-    height, end) of every binary op in evaluation order: its height in the expression's tree (1 for an op on two
-    numbers) and the index in expr just past its last number."""
+    height, end, right) of every binary op in evaluation order: its height in the expression's tree (1 for an op on
+    two numbers), the index in expr just past its last number, and just past its right operand's first number."""
     tokens, pos = [], 0
     while pos < len(expr):
         m = TOKEN.match(expr, pos)
@@ -96,13 +96,13 @@ def evaluate_expression(expr):
         i += 1
         return value
 
-    def number(sign):  # (value, height 0, end)
+    def number(sign):  # (value, height 0, end, the end of its first number)
         end = tokens[i][2]
-        return sign * take(), 0, end
+        return sign * take(), 0, end, end
 
-    def record(op, a, b):  # a, b: (value, height, end)
-        steps.append((op, BINARY[op](a[0], b[0]), 1 + max(a[1], b[1]), b[2]))
-        return steps[-1][1:]
+    def record(op, a, b):  # a, b: (value, height, end, first number's end)
+        steps.append((op, BINARY[op](a[0], b[0]), 1 + max(a[1], b[1]), b[2], b[3]))
+        return steps[-1][1:4] + (a[3],)
 
     def sum_():
         value = product()
@@ -315,7 +315,8 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     names = sorted(os.listdir(corpus["dir"]))
     assert names == sorted(os.listdir(again)) == sorted(
         ["meta.pkl", "problems.jsonl"]
-        + [f"{s}{x}" for s in ("train", "val") for x in (".bin", "_roles.bin", "_steps_of.bin", "_steps.npy")])
+        + [f"{s}{x}" for s in ("train", "val")
+           for x in (".bin", "_roles.bin", "_steps_of.bin", "_steps.npy", "_ops.bin")])
     for name in names:
         assert (again / name).read_bytes() == open(os.path.join(corpus["dir"], name), "rb").read(), name
     assert (other / "train.bin").read_bytes() != (again / "train.bin").read_bytes()
@@ -460,9 +461,9 @@ def expected_step_rows(prompt, answer, answer_all_steps=True):
     category, _, groups, _, steps = check_line(prompt, answer)
     offset = prompt.index(groups["a"]) if category == "multi" else 0
     last_number = numbers_in(prompt)[-1][1]
-    H = max(h for _, _, h, _ in steps)
+    H = max(h for _, _, h, *_ in steps)
     rows = {}
-    for _, value, h, end in steps:  # the root comes last
+    for _, value, h, end, *_ in steps:  # the root comes last
         char = last_number if end is None else offset + end
         char += prompt[char] in ",."
         rows.setdefault(char, np.full(8, np.nan))[8 - H + h - 1] = float(value)
@@ -489,6 +490,39 @@ def check_step_labels(text, steps_of, steps, answer_all_steps=True):
         assert steps[steps_of[pos + len(line) - 1], -1] == float(Fraction(answer))
         pos += len(line) + 1
     assert (steps_of[~labelled] == -1).all()
+
+
+def expected_ops(prompt, answer):
+    """{char: OPS index} of one line, from the prompt text alone: each op at the last char of its right operand's
+    first number (for log the base, dag_ops' right operand; identity none), and at a ',' or '.' right after it."""
+    category, template, groups, _, steps = check_line(prompt, answer)
+    if category == "multi":
+        offset = prompt.index(groups["a"])
+        ends = [(op, offset + right) for op, *_, right in steps]
+    elif category == "identity":
+        ends = []
+    else:
+        m = dict((t, r) for c, t, r in REGEXES["train"])[template].fullmatch(prompt)
+        slot = "a" if category == "log" else "b"
+        ends = [(category, m.end(slot) - m.group(slot).endswith(")"))]  # "(-4)": the number ends before ')'
+    out = {}
+    for op, end in ends:
+        out.update({char: prep.OPS.index(op) for char in [end - 1] + ([end] if prompt[end] in ",." else [])})
+    return out
+
+
+def test_ops_file(corpus):
+    """{split}_ops.bin names each op where its right operand's first number ends, recomputed from the text."""
+    for split in ("train", "val"):
+        text, ops = corpus["texts"][split], corpus["labels"][split]["ops"]
+        assert ops.dtype == np.uint8 and len(ops) == len(text)
+        expected, pos = np.full(len(text), prep.NO_OP, dtype=np.uint8), 0
+        for line in text.splitlines():
+            for char, op in expected_ops(*split_line(line)).items():
+                expected[pos + char] = op
+            pos += len(line) + 1
+        np.testing.assert_array_equal(ops, expected)
+        assert set(np.unique(ops)) == set(range(len(prep.OPS) - 1)) | {prep.NO_OP}  # every op but identity
 
 
 def test_steps_of_and_steps_files(corpus):

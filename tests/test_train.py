@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, run_script
@@ -113,7 +114,7 @@ def test_dag_training_loss_goes_down_and_resumes_exactly(numeric_data):
     assert 'gate' in straight.stdout and 'op_add' not in straight.stdout  # the DAG's diagnostics, in short
     metrics = [json.loads(line) for line in (numeric_data / 'out-dag' / 'metrics.jsonl').read_text().splitlines()]
     assert all(0 <= m['op_add'] <= 1 and 'aux_loss' in m for m in metrics if m['kind'] == 'train')  # all of them
-    assert 'auxiliary labels: roles and step values' in straight.stdout
+    assert 'auxiliary labels: roles, step values and ops' in straight.stdout
     no_labels = run_script('train.py', *common, '--max_iters=0', '--dag_value_loss=0', '--out_dir=out-dag-nl',
                            cwd=numeric_data)
     assert losses(straight.stdout)[0] > losses(no_labels.stdout)[0] + 0.1  # the same first batch, plus the aux loss
@@ -184,15 +185,18 @@ def test_ddp_resume_is_exact_at_depth_1(numeric_data):
     assert 'holds the data streams of 2 processes, this run has 1' in single.stdout
 
 
-def test_a_corpus_with_older_labels_fails_with_one_line(numeric_data, tmp_path):
-    """A data/numeric written before the per-step labels (train_answer_of.bin, no train_steps_of.bin) would train
-    GPT+DAG without its labels and score ~3%: train.py says so and stops instead."""
+@pytest.mark.parametrize('missing', ['_steps_of', '_ops'])
+def test_a_corpus_with_older_labels_fails_with_one_line(numeric_data, tmp_path, missing):
+    """A data/numeric written before the per-step labels (train_answer_of.bin, no train_steps_of.bin) or before the
+    ops labels (no train_ops.bin) would train GPT+DAG without its labels: train.py says so and stops instead."""
     old = tmp_path / 'data' / 'numeric'
     old.mkdir(parents=True)
     for f in (numeric_data / 'data' / 'numeric').iterdir():
-        if '_steps_of' not in f.name:
+        if missing not in f.name:
             (old / f.name).write_bytes(f.read_bytes())
-    (old / 'train_answer_of.bin').write_bytes((numeric_data / 'data' / 'numeric' / 'train_steps_of.bin').read_bytes())
+    if missing == '_steps_of':
+        steps_of = (numeric_data / 'data' / 'numeric' / 'train_steps_of.bin').read_bytes()
+        (old / 'train_answer_of.bin').write_bytes(steps_of)
     proc = run_script('train.py', *DAG, '--max_iters=0', cwd=tmp_path, check=False)
     assert proc.returncode == 1 and 'run prepare.py again' in proc.stderr and 'Traceback' not in proc.stderr
     assert run_script('train.py', *DAG, '--max_iters=0', '--dag_value_loss=0', cwd=tmp_path).returncode == 0

@@ -24,7 +24,7 @@ Splits: train / val / test / phrasing share one operand distribution (integer pa
 test or val prompt is a train prompt; phrasing uses only the held-out templates; extrap has operands with
 max_digits+1 .. max_digits+2 integer digits.
 
-Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels skips the three label files):
+Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels skips the four label files):
     {split}.bin            np.uint16 char ids over ALPHABET
     {split}_roles.bin      np.uint8, 1:1 with {split}.bin: the dag_model.CLASSES index of each char's role in a
                            number (a digit, 'sep' ',', 'point' '.', 'k', 'minus' the sign of a negative number),
@@ -42,6 +42,9 @@ Writes into out_dir, like nanoGPT's shakespeare_char (train and val; --no-labels
                            has 7 at ")" (column MAX_STEPS - 2, repeated in the last) and 35 at the " " after 5
                            in every column at the answer's chars (--no-answer_all_steps: the root's close
                            row there, its children on the earlier steps)
+    {split}_ops.bin        np.uint8, 1:1 with {split}.bin: where an op is named next to its right operand, the
+                           dag_model.OPS index of that op at the last char of the operand's first number ("*" at
+                           the 9 of "2664 / (148 * 9)", "/" at its 148), 255 elsewhere (anchor_positions)
     meta.pkl               {'vocab_size', 'itos', 'stoi'} over ALPHABET (the same for every seed and size)
     problems.jsonl         test, extrap and phrasing problems with their exact answers and step values
     val_prose.bin          with --prose (a mixture of prose and problems): the val prose alone, for its loss
@@ -456,6 +459,16 @@ def _closes(node, first_leaf=0):
     return height, c_left + c_right + [(first_leaf + n_left + n_right - 1, height, float(node[3]))], n_left + n_right
 
 
+def _right_leaves(node, first_leaf=0):
+    """([the text-order index of the first leaf of each op node's right operand, in post-order], its number of
+    leaves): where the op that takes that operand is read (the anchor_positions labels)."""
+    if len(node) == 2:
+        return [], 1
+    left, n_left = _right_leaves(node[1], first_leaf)
+    right, n_right = _right_leaves(node[2], first_leaf + n_left)
+    return left + right + [first_leaf + n_left], n_left + n_right
+
+
 def _post_order(node):
     """Leaf values in text order, and the op names and values of the nodes in evaluation order (left subtree, right
     subtree, node)."""
@@ -495,6 +508,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
         step_values  the value (float) of every op in the same order; the last is the answer
         digits       the most integer digits among the prompt's operands
         numbers      [(start, end), ...] char spans in text of every number, its '-' sign included, the answer last
+        right_leaves for each op in ops, the index in numbers of its right operand's first number (anchor_positions)
     Raises ValueError for an unknown split or op, or max_digits / max_ops / p_multi out of range.
     """
     if split not in SPLITS:
@@ -526,11 +540,17 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     if op == "multi":
         leaves, ops, values = _post_order(drawn)
         closes = _closes(drawn)[1]
+        right_leaves = _right_leaves(drawn)[0]
         result, fields = drawn[-1], {"a": _expr_parts(rng, drawn, compact=" " not in template)}
     else:
         (operands, result), ops = drawn, [op]
         leaves, values = [v for _, v in operands.values()], [result]
         closes = None  # after the prompt's last number, once the text is laid out
+        names = [part[0] for part in _LAYOUTS[template] if isinstance(part, tuple)]  # one number per slot
+        # the number a DAG step takes as its right operand: {b}, but for log the base {a} (dag_ops' log(x, base)
+        # is log_base(x)); identity has none
+        right = "a" if op == "log" else "b"
+        right_leaves = [names.index(right)] if "b" in names else []
         slots = [part for part in _LAYOUTS[template] if isinstance(part, tuple)]
         fields = {name: _leaf_parts(rng, operands[name], rule) for name, rule in slots}
     answer = format_answer(result)
@@ -550,6 +570,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
         "prompt": text[: -len(answer) - 1], "answer": answer, "value": float(result), "op": op, "ops": ops,
         "steps": len(ops), "step_values": [float(v) for v in values], "digits": max(_int_digits(x) for x in leaves),
         "split": split, "template": template, "text": text, "numbers": numbers, "closes": closes,
+        "right_leaves": right_leaves,
     }
 
 
@@ -585,10 +606,12 @@ def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None,
     """n problems whose prompts are not in exclude, as one text and what its labels are made of: a dict with
     text, prompts, numbers (char spans of every number), closes ((char, row) of every close position: step_rows),
     answers ((start, end, row): spans from the prompt's last char to the answer's last char, end exclusive),
+    anchors ((char, OPS index) where an op is named next to its right operand: anchor_positions),
     steps (the label rows, np.float64 (MAX_STEPS,) each), max_chars (the longest problem).
     prose, a list of paragraphs (str), is spread evenly between the problems, in order; its digit runs count
     as numbers (the value extractor's labels say 'digits' there), and it answers nothing."""
-    s = {"text": [], "prompts": [], "numbers": [], "closes": [], "answers": [], "steps": [], "max_chars": 0}
+    s = {"text": [], "prompts": [], "numbers": [], "closes": [], "answers": [], "steps": [], "anchors": [],
+         "max_chars": 0}
     pos = 0
     before = np.searchsorted(np.arange(len(prose)) * n // max(len(prose), 1), np.arange(n), side="right")
     for i in tqdm(range(n), desc=f"numeric {split}", disable=n < 50_000, mininterval=1.0):
@@ -601,6 +624,7 @@ def _stream(rng, split, n, max_digits, max_ops, exclude, prose=(), p_multi=None,
         s["prompts"].append(p["prompt"])
         s["numbers"].extend((pos + start, pos + end) for start, end in p["numbers"])
         rows = step_rows(p, answer_all_steps)
+        s["anchors"].extend((pos + char, op) for char, op in anchor_positions(p))
         for char, row in rows[:-1]:
             s["closes"].append((pos + char, len(s["steps"])))
             s["steps"].append(row)
@@ -647,6 +671,19 @@ def new_numbers(roles, starts):
     return roles
 
 
+NO_OP = 255  # {split}_ops.bin where no op is named
+
+
+def ops_labels(n_tokens, anchors):
+    """{split}_ops.bin: np.uint8 (n_tokens,), the OPS index of the op named at each token whose number starts an
+    op's right operand ((token, OPS index) pairs: anchor_positions), NO_OP elsewhere."""
+    labels = np.full(n_tokens, NO_OP, dtype=np.uint8)
+    if anchors:
+        tokens, ops = np.asarray(anchors, dtype=np.int64).reshape(-1, 2).T
+        labels[tokens] = ops
+    return labels
+
+
 def steps_of_labels(n_chars, spans):
     """{split}_steps_of.bin: np.int32 (n_chars,), row at the chars of each span (start, end exclusive, row), -1
     elsewhere; where spans overlap, the later one's row."""
@@ -666,6 +703,20 @@ def close_positions(problem):
         char = problem["numbers"][leaf][1]
         return char + (problem["text"][char] in ",.")
     return [(close_char(leaf), h, value) for leaf, h, value in problem["closes"]]
+
+
+def anchor_positions(problem):
+    """Where each op of a problem (make_problem's dict) is named next to its right operand: [(char index in its
+    text, OPS index)], at the last char of the right operand's first number (and at a ',' or '.' right after it,
+    which a causal reader may still take as part of the number: close_positions), in the order of problem["ops"].
+    The DAG reads a step's op where its right operand's node is (DAGController.step: the anchor), so "148 * 9" in
+    "-2664 / (148 * 9)" names '*' at "9" and '/' at "148"; the {split}_ops.bin labels teach that reading."""
+    out = []
+    for op, leaf in zip(problem["ops"], problem["right_leaves"]):
+        end = problem["numbers"][leaf][1]
+        chars = [end - 1] + ([end] if problem["text"][end] in ",." else [])
+        out += [(char, OPS.index(op)) for char in chars]
+    return out
 
 
 def step_rows(problem, answer_all_steps=True):
@@ -701,9 +752,10 @@ def steps_labels(rows):
     return np.stack(rows).astype(np.float64).reshape(-1, MAX_STEPS)
 
 
-def gpt2_tokens(enc, text, char_roles, numbers, answers, closes=()):
+def gpt2_tokens(enc, text, char_roles, numbers, answers, closes=(), anchors=()):
     """The same stream in GPT-2 BPE (enc, a tiktoken.Encoding): (token ids np.uint16 (n_tokens,), the role of each
-    token np.uint8 (n_tokens,), steps_of over tokens np.int32 (n_tokens,)), from the per-char labels.
+    token np.uint8 (n_tokens,), steps_of over tokens np.int32 (n_tokens,), ops np.uint8 (n_tokens,)), from the
+    per-char labels; an anchor char's op labels the token that holds it.
 
     A token's role is the largest of its chars' roles: a token of digits is 'digits' (" 12" in "= 12", its space
     being 'other'), or 'new_digits' where a number starts right after another's token (new_numbers: "12" " 345"
@@ -722,10 +774,11 @@ def gpt2_tokens(enc, text, char_roles, numbers, answers, closes=()):
         (np.zeros(0, np.int64),) * 3
     spans = list(zip(token_of(first + 1) - 1, token_of(last - 1) + 1, rows))  # first + 1: the answer's first char
     close_spans = [(token_of(c), token_of(c) + 1, row) for c, row in closes]  # the token holding the close char
-    return ids, roles, steps_of_labels(len(ids), close_spans + spans)
+    ops = ops_labels(len(ids), [(token_of(c), op) for c, op in anchors])
+    return ids, roles, steps_of_labels(len(ids), close_spans + spans), ops
 
 
-LABEL_FILES = {"roles": "roles.bin", "steps_of": "steps_of.bin", "steps": "steps.npy"}  # {split}_<file>
+LABEL_FILES = {"roles": "roles.bin", "steps_of": "steps_of.bin", "steps": "steps.npy", "ops": "ops.bin"}
 LEGACY_LABELS = ("values.bin", "answers.bin", "steps.bin", "answer_of.bin")  # written by earlier versions
 
 
@@ -756,9 +809,9 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
     operands; extrap uses max_digits+1 .. max_digits+2. max_ops (2..MAX_STEPS) is the longest "multi" chain.
-    labels=False skips {split}_roles.bin / _steps_of.bin / _steps.npy and removes stale ones. tokenizer "gpt2"
-    writes the same problems as GPT-2 BPE tokens (gpt2_tokens; tiktoken_file: a local gpt2.tiktoken, else tiktoken
-    downloads its own) and no meta.pkl, as nanoGPT's BPE datasets. prose, a path to a plain-text file, makes a
+    labels=False skips {split}_roles.bin / _steps_of.bin / _steps.npy / _ops.bin and removes stale ones. tokenizer
+    "gpt2" writes the same problems as GPT-2 BPE tokens (gpt2_tokens; tiktoken_file: a local gpt2.tiktoken, else
+    tiktoken downloads its own) and no meta.pkl, as nanoGPT's BPE datasets. prose, a path to a plain-text file, makes a
     mixture: its paragraphs (prose_paragraphs: the first 90% for train, the rest for val) are spread evenly
     between the train and val problems, labelled as text (no answers; digit runs are numbers), and val_prose.bin
     holds the val paragraphs alone, for the val loss on the prose (eval_numeric.py prints it); n_train sets the
@@ -799,15 +852,17 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
         ids = encode(stream["text"])
         roles = roles_labels(ids, stream["numbers"])
         steps_of = steps_of_labels(len(ids), [(c, c + 1, row) for c, row in stream["closes"]] + stream["answers"])
+        ops = ops_labels(len(ids), stream["anchors"])
         if enc:
-            ids, roles, steps_of = gpt2_tokens(enc, stream["text"], roles, stream["numbers"], stream["answers"],
-                                                stream["closes"])
+            ids, roles, steps_of, ops = gpt2_tokens(enc, stream["text"], roles, stream["numbers"],
+                                                     stream["answers"], stream["closes"], stream["anchors"])
         ids.tofile(paths[split])
         label_paths = {name: os.path.join(out_dir, f"{split}_{file}") for name, file in LABEL_FILES.items()}
         if labels:
             roles.tofile(label_paths["roles"])
             steps_of.tofile(label_paths["steps_of"])
             np.save(label_paths["steps"], steps_labels(stream["steps"]))
+            ops.tofile(label_paths["ops"])
             paths.update({f"{split}_{name}": path for name, path in label_paths.items()})
         stale = [] if labels else list(label_paths.values())  # a stale label file would no longer be aligned
         for path in stale + [os.path.join(out_dir, f"{split}_{name}") for name in LEGACY_LABELS]:
@@ -858,7 +913,8 @@ if __name__ == "__main__":
                         help="char: one token per character (meta.pkl); gpt2: GPT-2 BPE token ids (no meta.pkl)")
     parser.add_argument("--tiktoken_file", default=None, help="with --tokenizer=gpt2: a local gpt2.tiktoken")
     parser.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
-                        help="write {train,val}_roles.bin / _steps_of.bin / _steps.npy (the DAG's auxiliary labels)")
+                        help="write {train,val}_roles.bin / _steps_of.bin / _steps.npy / _ops.bin (the DAG's auxiliary "
+                             "labels)")
     parser.add_argument("--prose", default=None,
                         help="a plain-text file (e.g. Tiny Shakespeare) whose paragraphs are mixed in between the "
                              "problems (90%% train, 10%% val), plus val_prose.bin for the loss on the prose alone")
