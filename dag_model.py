@@ -48,8 +48,9 @@ What this design gets right where its public ancestor did not (SPEC.md, "What a 
   every value exactly), and, where the text states a result, the likelihood of each step's programs (op and
   operands among its candidates) that compute that step's sub-expression: a multi-step expression such as
   (3 + 4) * 5 is taught as a program, 3 + 4 at the second-to-last step and (...) * 5 at the last, the node that
-  should hold 7 read as 7 in those programs whatever it holds yet (DAGController.as_labelled). It is off for
-  plain text.
+  should hold 7 read as 7 in those programs whatever it holds yet (DAGController.as_labelled); and the op named
+  next to each right operand ("*" at the 9 of "2664 / (148 * 9)"), where a step reads its op (the anchor). It is
+  off for plain text.
 - Every parameter gets a gradient from the language-model loss alone, so DDP needs no find_unused_parameters.
 
 Tried and left out (the main job, 750 iterations, seed 1337; NOTES.md): a gated write-back of the last step's next
