@@ -205,6 +205,7 @@ def get_batch(split, with_labels=False):
 # them): the role of each token in a number (a digit, a separator, ...), and the values the DAG's steps should
 # compute at the positions where a sub-expression's last number has been read and where the answer is written
 LABEL_FILES = ('roles.bin', 'steps_of.bin', 'steps.npy', 'ops.bin')
+NO_OP = 255  # ops.bin where no op is named (data/numeric/prepare.py's NO_OP)
 
 
 def get_labels(split, ix):
@@ -217,11 +218,11 @@ def get_labels(split, ix):
     steps_of = np.memmap(path('steps_of.bin'), dtype=np.int32, mode='r')  # the label row of a token, or -1
     steps = np.load(path('steps.npy'), mmap_mode='r')  # (rows, S)
     rows = np.stack([steps_of[i:i + block_size] for i in ix])  # (B, T)
-    op_file = np.memmap(path('ops.bin'), dtype=np.uint8, mode='r')  # 255: no op named there
+    op_file = np.memmap(path('ops.bin'), dtype=np.uint8, mode='r')
     ops = np.stack([op_file[i:i + block_size] for i in ix])
     return {'roles': torch.stack([torch.from_numpy(roles[i:i + block_size].astype(np.int64)) for i in ix]),
             'steps': torch.from_numpy(np.where(rows[..., None] >= 0, steps[np.maximum(rows, 0)], np.nan)),
-            'ops': torch.from_numpy(np.where(ops == 255, -1, ops.astype(np.int64)))}
+            'ops': torch.from_numpy(np.where(ops == NO_OP, -1, ops.astype(np.int64)))}
 
 
 # init these up here, can override if init_from='resume' (i.e. from a checkpoint)
@@ -308,13 +309,14 @@ if block_size < model.config.block_size:
     model.crop_block_size(block_size)
     model_args['block_size'] = block_size  # so that the checkpoint will have the right value
 model.to(device)
-use_labels = model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and \
-    all(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES)
-if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and not use_labels and \
+missing_labels = [f'train_{name}' for name in LABEL_FILES
+                  if not os.path.isfile(os.path.join(data_dir, f'train_{name}'))]
+use_labels = model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and not missing_labels
+if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and missing_labels and \
         any(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES + ('answer_of.bin',)):
     # some label files but not all: an older data/numeric/prepare.py wrote them; GPT+DAG would train without them
-    sys.exit(f"train.py: {data_dir} has the labels of an older data/numeric/prepare.py (it lacks some of "
-             f"{', '.join('train_' + name for name in LABEL_FILES)}): run prepare.py again, or set dag_value_loss=0")
+    sys.exit(f"train.py: {data_dir} has the labels of an older data/numeric/prepare.py (no "
+             f"{', '.join(missing_labels)}): run prepare.py again, or set dag_value_loss=0")
 if use_labels:
     print(f"GPT+DAG auxiliary labels: roles, step values and ops (weight dag_value_loss={dag_value_loss})")
 if meta_vocab_size is not None and meta_vocab_size > model_args['vocab_size']:

@@ -199,4 +199,5 @@ def test_a_corpus_with_older_labels_fails_with_one_line(numeric_data, tmp_path, 
         (old / 'train_answer_of.bin').write_bytes(steps_of)
     proc = run_script('train.py', *DAG, '--max_iters=0', cwd=tmp_path, check=False)
     assert proc.returncode == 1 and 'run prepare.py again' in proc.stderr and 'Traceback' not in proc.stderr
+    assert f'train{missing}' in proc.stderr  # names the file it lacks
     assert run_script('train.py', *DAG, '--max_iters=0', '--dag_value_loss=0', cwd=tmp_path).returncode == 0

@@ -546,13 +546,12 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
         (operands, result), ops = drawn, [op]
         leaves, values = [v for _, v in operands.values()], [result]
         closes = None  # after the prompt's last number, once the text is laid out
-        names = [part[0] for part in _LAYOUTS[template] if isinstance(part, tuple)]  # one number per slot
+        slots = [part for part in _LAYOUTS[template] if isinstance(part, tuple)]  # one number each, in text order
+        fields = {name: _leaf_parts(rng, operands[name], rule) for name, rule in slots}
         # the number a DAG step takes as its right operand: {b}, but for log the base {a} (dag_ops' log(x, base)
         # is log_base(x)); identity has none
         right = "a" if op == "log" else "b"
-        right_leaves = [names.index(right)] if "b" in names else []
-        slots = [part for part in _LAYOUTS[template] if isinstance(part, tuple)]
-        fields = {name: _leaf_parts(rng, operands[name], rule) for name, rule in slots}
+        right_leaves = [] if op == "identity" else [[name for name, _ in slots].index(right)]
     answer = format_answer(result)
 
     pieces, numbers, pos = [], [], 0
