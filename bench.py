@@ -30,6 +30,7 @@ n_head = 4
 n_embd = 128
 dropout = 0.0
 dag_depth = 0  # > 0: benchmark GPT+DAG and, for the ratio, the plain GPT of the same size
+dag_key_dim = 0  # GPT+DAG: dimensions of the operand queries and node keys (0: n_embd)
 real_data = True  # data/<dataset>/train.bin when it exists, else random tokens
 dataset = 'shakespeare_char'
 vocab_size = 0  # 0: the dataset's meta.pkl, else GPT-2's 50304
@@ -98,7 +99,7 @@ def make_model(depth, context):
                 bias=bias, vocab_size=vocab_size, dag_depth=depth)
     tokens = vocabulary() if depth > 0 else None
     if tokens is not None:
-        args['dag_write_tokens'] = has_multi_digit_tokens(tokens)
+        args.update(dag_key_dim=dag_key_dim, dag_write_tokens=has_multi_digit_tokens(tokens))
     model = build_model(args)
     if tokens is not None:
         model.set_vocabulary(tokens[:vocab_size])

@@ -132,6 +132,8 @@ MAX_RANK = 16  # recency ranks the controller tells apart (numbers back from a p
 class DAGGPTConfig(GPTConfig):
     dag_depth: int = 4  # DAG steps (new nodes) per position; 0 would be a plain GPT (use GPT)
     dag_topk: int = 4  # operand candidates per side whose results the backward pass weighs
+    dag_key_dim: int = 0  # dimensions of the operand queries and node keys; 0: n_embd (32 instead of the main job's
+    # 128: a training step 16% shorter, chains and held-out phrasings 2-4 points lower over 6 seeds; NOTES.md)
     dag_window: int = 24  # longest number, in tokens, the value extractor reads
     dag_value_loss: float = 0.1  # weight of the auxiliary loss when forward() is given roles / steps
     dag_write_tokens: bool = False  # a logit path for each step's next token (BPE: digit tokens hold several digits)
@@ -487,10 +489,11 @@ class DAGController(nn.Module):
         # Each step reads its own direction of the context: a query per step and operand, an op head per step. (A
         # step embedding added to one shared context only shifts every step's logits by a constant, so all steps
         # of a position chose the same program and chains could not be computed: issue 8.)
-        self.query = nn.Linear(C, self.depth * 2 * C)
-        self.key = nn.Linear(C, C)
-        self.rank_emb = nn.Embedding(MAX_RANK, C)  # recency of a number among the numbers before a position
-        self.scratch_rank_emb = nn.Embedding(MAX_RANK, C) if self.depth > 1 else None  # of a scratch node's position
+        self.key_dim = dk = config.dag_key_dim or C
+        self.query = nn.Linear(C, self.depth * 2 * dk)
+        self.key = nn.Linear(C, dk)
+        self.rank_emb = nn.Embedding(MAX_RANK, dk)  # recency of a number among the numbers before a position
+        self.scratch_rank_emb = nn.Embedding(MAX_RANK, dk) if self.depth > 1 else None  # of a scratch node's position
         self.op_head = nn.Linear(C, self.depth * len(OPS))
         self.op_anchor = nn.Linear(C, len(OPS))  # the op as read at a step's right operand (see `step`)
         self.op_emb = nn.Embedding(len(OPS), C)
@@ -508,12 +511,12 @@ class DAGController(nn.Module):
         B, Tq, C = ctx.shape
         Tk = token_keys.size(1)
         masks = self.operand_mask(length, Tq)
-        queries = self.query(ctx).view(B, Tq, self.depth, 2, C)  # every step's two operand queries
+        queries = self.query(ctx).view(B, Tq, self.depth, 2, self.key_dim)  # every step's two operand queries
         rank_table = self.rank_emb.weight if self.depth == 1 else \
             torch.cat([self.rank_emb.weight, self.scratch_rank_emb.weight])  # the rank indices of operand_mask
         rank_logits = queries @ rank_table.T  # (B, Tq, dag_depth, 2, 2 MAX_RANK)
         op_logits = self.op_head(ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
-        # the nodes, per kind (the tokens, then each step's scratch nodes): keys (B, Tk, C), values (B, Tk)
+        # the nodes, per kind (the tokens, then each step's scratch nodes): keys (B, Tk, dk), values (B, Tk)
         # float64, and the token each node's op is read at (B, Tk) long (a token its own, a scratch node its left
         # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
         nodes = {'keys': [token_keys], 'values': [values.detach()],
@@ -587,13 +590,13 @@ class DAGController(nn.Module):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
         them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
         steps' scratch nodes (see forward); masks: operand_mask's; per step (tuples of dag_depth): queries (B, Tq,
-        2, C), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9); anchor_logits (B, Tk, 9). Returns a
-        dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see forward), its
-        candidates' results and weights (see features) and what diagnostics and the auxiliary loss need. Both
-        operands are chosen at once, along a leading dim of 2 (a, then b). With labels (per step, (B, Tq) float64)
-        the candidate programs read the candidates' labels (`as_labelled`)."""
+        2, dk) (dk = dag_key_dim), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9); anchor_logits (B, Tk,
+        9). Returns a dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see
+        forward), its candidates' results and weights (see features) and what diagnostics and the auxiliary loss
+        need. Both operands are chosen at once, along a leading dim of 2 (a, then b). With labels (per step, (B, Tq)
+        float64) the candidate programs read the candidates' labels (`as_labelled`)."""
         forced = program[k] if program is not None else None
-        keys, node_values = torch.cat(nodes['keys'], 1), torch.cat(nodes['values'], -1)  # (B, N, C), (B, N)
+        keys, node_values = torch.cat(nodes['keys'], 1), torch.cat(nodes['values'], -1)  # (B, N, dk), (B, N)
         bias, rank = (m[..., :node_values.size(-1)] for m in masks)  # (B, Tq, N) each
         logits = self.operand_logits(queries[k].movedim(2, 0), keys, rank_logits[k].movedim(2, 0),
                                      bias, rank)  # (2, B, Tq, N)
@@ -640,8 +643,8 @@ class DAGController(nn.Module):
 
     @staticmethod
     def operand_logits(q, keys, rank_logits, bias, rank):
-        """Queries q (2, B, Tq, C) (operand a's, then b's) -> logits (2, B, Tq, N) float32 over the N nodes (keys
-        (B, N, C): the tokens', then each earlier step's scratch nodes'): a dot-product with their keys, plus the
+        """Queries q (2, B, Tq, dk) (operand a's, then b's) -> logits (2, B, Tq, N) float32 over the N nodes (keys
+        (B, N, dk): the tokens', then each earlier step's scratch nodes'): a dot-product with their keys, plus the
         recency rank's embedding (rank_logits (2, B, Tq, 2 MAX_RANK), the queries against the rank embeddings, read
         at rank (B, Tq, N)), plus the bias (B, Tq, N) (operand_mask's)."""
         ranks = rank_logits.gather(-1, rank.expand(2, *rank.shape))
@@ -739,7 +742,7 @@ class DAGCache:
     """What cached generation keeps of earlier positions (GPT+DAG's counterpart of model.KVCache): the trunk's
     KVCache, the context Block's, and per token the extractor's class choices (B, T, |CLASSES|)
     float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's
-    token nodes: keys (B, T, n_embd), values (B, T) float64, number lengths (B, T) long and op anchor logits
+    token nodes: keys (B, T, dag_key_dim), values (B, T) float64, number lengths (B, T) long and op anchor logits
     (B, T, 9). Position t depends only on tokens <= t, so a new token needs these and nothing is re-run.
     DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
 

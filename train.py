@@ -68,6 +68,7 @@ dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
 dag_depth = 0  # 0: plain GPT; > 0: GPT+DAG with this many DAG steps (dag_model.py)
 dag_topk = 4  # GPT+DAG: operand candidates per side whose results the backward pass weighs
+dag_key_dim = 0  # GPT+DAG: dimensions of the operand queries and node keys (0: n_embd; 32 is ~16% faster, NOTES.md)
 dag_window = 24  # GPT+DAG: longest number, in tokens, the value extractor reads
 dag_value_loss = 0.1  # GPT+DAG: weight of the auxiliary loss on labelled numbers, used when the dataset has
                       # the labels (data/<dataset>/train_roles.bin, _steps_of.bin, _steps.npy, written by
@@ -243,7 +244,7 @@ if os.path.exists(meta_path):
 # model init
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
                   vocab_size=None, dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss,
-                  **(dict(dag_topk=dag_topk, dag_window=dag_window) if dag_depth > 0 else {}))
+                  **(dict(dag_topk=dag_topk, dag_key_dim=dag_key_dim, dag_window=dag_window) if dag_depth > 0 else {}))
 tokens = None  # GPT+DAG reads the digits of each token from its text (dag_model.number_tables)
 if dag_depth > 0 and init_from != 'resume':
     try:
@@ -268,7 +269,8 @@ elif init_from == 'resume':
     # the architecture comes from the checkpoint (said where a setting asks for another); dropout and the
     # auxiliary loss weight are training settings and follow this run's
     saved_args = checkpoint['model_args']
-    for k in ('n_layer', 'n_head', 'n_embd', 'bias', 'dag_depth', 'dag_topk', 'dag_window', 'block_size'):
+    for k in ('n_layer', 'n_head', 'n_embd', 'bias', 'dag_depth', 'dag_topk', 'dag_key_dim', 'dag_window',
+              'block_size'):
         if k in set_by_user and k in saved_args and globals()[k] != saved_args[k] and \
                 not (k == 'block_size' and block_size < saved_args[k]):  # a smaller block_size crops the model
             print(f"resume: {k} = {saved_args[k]!r} from the checkpoint, not the {globals()[k]!r} set here "
@@ -294,7 +296,7 @@ else:  # gpt2*, or a local directory saved by transformers
         from model import GPT as model_cls
     override_args = dict(dropout=dropout) if dag_depth == 0 else \
         dict(dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss, dag_topk=dag_topk,
-             dag_window=dag_window, dag_write_tokens=model_args['dag_write_tokens'])
+             dag_key_dim=dag_key_dim, dag_window=dag_window, dag_write_tokens=model_args['dag_write_tokens'])
     try:
         model = model_cls.from_pretrained(init_from, override_args)
     except (ValueError, OSError) as e:

@@ -95,3 +95,21 @@ def test_weights_that_do_not_fit_model_args(tmp_path):
     ckpt['model_args'] = {**ARGS, 'n_head': 3}
     with pytest.raises(ValueError, match='do not describe a model'):
         model_from_checkpoint(ckpt)
+
+
+
+def test_gpt_dag_checkpoint_saved_before_dag_key_dim_loads():
+    # checkpoints written before DAGGPTConfig had dag_key_dim keyed the operands with n_embd dimensions and lack the
+    # field: its default (0) means n_embd, so they load as they were; a smaller key dim is rebuilt from model_args
+    from dag_model import DAGGPT, DAGGPTConfig
+    args = {**ARGS, 'dag_depth': 2}
+    torch.manual_seed(0)
+    old = DAGGPT(DAGGPTConfig(**args))
+    assert old.controller.key.weight.shape == (ARGS['n_embd'], ARGS['n_embd'])
+    restored = model_from_checkpoint({'model': old.state_dict(), 'model_args': args})
+    idx = torch.randint(0, 20, (1, 8))
+    assert torch.equal(old.eval()(idx)[0], restored.eval()(idx)[0])
+    small = DAGGPT(DAGGPTConfig(**args, dag_key_dim=4))
+    assert small.controller.key.weight.shape == (4, ARGS['n_embd'])
+    restored = model_from_checkpoint({'model': small.state_dict(), 'model_args': {**args, 'dag_key_dim': 4}})
+    assert torch.equal(small.eval()(idx)[0], restored.eval()(idx)[0])
