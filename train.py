@@ -68,7 +68,8 @@ dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
 dag_depth = 0  # 0: plain GPT; > 0: GPT+DAG with this many DAG steps (dag_model.py)
 dag_topk = 4  # GPT+DAG: operand candidates per side whose results the backward pass weighs
-dag_key_dim = 0  # GPT+DAG: dimensions of the operand queries and node keys (0: n_embd; 32 is ~16% faster, NOTES.md)
+dag_key_dim = 0  # GPT+DAG: dimensions of the operand queries and node keys (0: n_embd; 32: a step ~16% shorter,
+                 # less accurate, NOTES.md)
 dag_window = 24  # GPT+DAG: longest number, in tokens, the value extractor reads
 dag_value_loss = 0.1  # GPT+DAG: weight of the auxiliary loss on labelled numbers, used when the dataset has
                       # the labels (data/<dataset>/train_roles.bin, _steps_of.bin, _steps.npy, written by
