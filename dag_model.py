@@ -862,6 +862,8 @@ class DAGGPT(GPT):
     def __init__(self, config, tokens=None):
         if config.dag_depth < 1:
             raise ValueError(f"DAGGPT needs dag_depth >= 1, got {config.dag_depth}; use GPT for dag_depth=0")
+        if config.dag_key_dim < 0:
+            raise ValueError(f"dag_key_dim must be >= 0 (0: n_embd), got {config.dag_key_dim}")
         super().__init__(config)
         for name, table in number_tables([], config.vocab_size).items():  # set_vocabulary fills them (TABLES)
             self.register_buffer(name, table)

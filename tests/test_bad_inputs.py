@@ -88,6 +88,7 @@ BAD_INPUTS = [
     ('train.py', [*TINY, '--init_from=resume', '--out_dir=out-mismatch'], 'do not fit'),
     ('train.py', [*TINY, '--n_embd=30', '--n_head=4'], 'not divisible by --n_head=4'),
     ('train.py', [*TINY, '--eval_interval=0'], '--eval_interval=0'),
+    ('train.py', [*TINY, '--dag_depth=2', '--dag_key_dim=-8'], '--dag_key_dim=-8: use 0 for n_embd'),
     ('train.py', [*TINY, '--eval_iters=0'], '--eval_iters=0'),
     ('train.py', [*TINY, '--gradient_accumulation_steps=0'], '--gradient_accumulation_steps=0'),
     ('train.py', [*TINY, '--batch_size=0'], '--batch_size=0'),

@@ -97,7 +97,6 @@ def test_weights_that_do_not_fit_model_args(tmp_path):
         model_from_checkpoint(ckpt)
 
 
-
 def test_gpt_dag_checkpoint_saved_before_dag_key_dim_loads():
     # checkpoints written before DAGGPTConfig had dag_key_dim keyed the operands with n_embd dimensions and lack the
     # field: its default (0) means n_embd, so they load as they were; a smaller key dim is rebuilt from model_args
@@ -113,3 +112,5 @@ def test_gpt_dag_checkpoint_saved_before_dag_key_dim_loads():
     assert small.controller.key.weight.shape == (4, ARGS['n_embd'])
     restored = model_from_checkpoint({'model': small.state_dict(), 'model_args': {**args, 'dag_key_dim': 4}})
     assert torch.equal(small.eval()(idx)[0], restored.eval()(idx)[0])
+    with pytest.raises(ValueError, match='do not describe a model.*dag_key_dim must be >= 0'):
+        model_from_checkpoint({'model': small.state_dict(), 'model_args': {**args, 'dag_key_dim': -4}})

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dag_model import (CLASSES, MAX_VALUE, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT, DAGController,
-                       DAGGPTConfig, dag_ops, linear_scan, program_loss, read_numbers, render_symbol, scratch_index,
-                       step_labels, value_features)
+from dag_model import (CLASSES, MAX_VALUE, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT, DAGController, DAGGPTConfig, dag_ops,
+                       linear_scan, program_loss, read_numbers, render_symbol, scratch_index, step_labels,
+                       value_features)
 
 D = torch.float64
 
@@ -606,4 +606,3 @@ def test_program_loss_teaches_the_steps_before_a_problem_its_first_value():
     assert loss.item() == pytest.approx((math.log(2) + math.log(4)) / 2)
     steps[..., -2:] = torch.tensor([3.0, 7.0], dtype=D)  # a two-step label: step 0 must compute 3, which none does
     assert program_loss([(results, probs[0]), (results, probs[1])], steps).item() == pytest.approx(math.log(4))
-

@@ -130,8 +130,8 @@ def test_max_seconds_stops_with_a_checkpoint(numeric_data):
                       '--dag_topk=3', '--dag_key_dim=8', '--out_dir=out-timed', cwd=numeric_data)
     assert len(eval_losses(proc.stdout)) == 2  # at iter 0 and at the end
     model_args = torch.load(numeric_data / 'out-timed' / 'ckpt.pt', weights_only=True)['model_args']
-    assert model_args['dag_topk'] == 3 and model_args['dag_key_dim'] == 8 and model_args['dag_window'] == 24  # every
-    # DAGGPTConfig field is saved
+    # every DAGGPTConfig field is saved
+    assert model_args['dag_topk'] == 3 and model_args['dag_key_dim'] == 8 and model_args['dag_window'] == 24
     assert re.search(r'^iter 1: loss [\d.]+ \(lm [\d.]+, aux [\d.]+\)', proc.stdout, re.M)  # the two losses apart
 
 
