@@ -105,6 +105,7 @@ from torch.nn import functional as F
 from model import GPT, Block, GPTConfig, KVCache
 
 OPS = ('add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min', 'identity')
+NO_OP = 255  # the ops labels' 'no op named here' (data/numeric's {split}_ops.bin, np.uint8)
 MAX_VALUE = 2.0 ** 53  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE]: float64 holds every integer up to here
 TINY = 1e-12  # floor of |x| under a logarithm and of a denominator's magnitude
 

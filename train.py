@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import (build_model, compile_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files,
                         save_checkpoint)
 from configurator import check_device, configure
+from dag_model import NO_OP
 from tokenizer import dataset_dir, load_meta, token_texts
 
 # -----------------------------------------------------------------------------
@@ -205,10 +206,10 @@ def get_batch(split, with_labels=False):
 
 
 # GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
-# them): the role of each token in a number (a digit, a separator, ...), and the values the DAG's steps should
-# compute at the positions where a sub-expression's last number has been read and where the answer is written
+# them): the role of each token in a number (a digit, a separator, ...), the values the DAG's steps should
+# compute at the positions where a sub-expression's last number has been read and where the answer is written,
+# and the op named next to each right operand
 LABEL_FILES = ('roles.bin', 'steps_of.bin', 'steps.npy', 'ops.bin')
-NO_OP = 255  # ops.bin where no op is named (data/numeric/prepare.py's NO_OP)
 
 
 def get_labels(split, ix):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import run_script, shared_file
-from dag_model import (CLASSES, OPS, DAGGPT, DAGGPTConfig, first_bpe_token, has_multi_digit_tokens, next_tokens,
+from dag_model import (CLASSES, NO_OP, OPS, DAGGPT, DAGGPTConfig, first_bpe_token, has_multi_digit_tokens, next_tokens,
                        number_tables)
 from model import greedy_decode
 from tokenizer import gpt2_encoding
@@ -234,7 +234,7 @@ def test_prepare_writes_the_corpus_in_gpt2_tokens(tmp_path, enc, gpt2_tokens):
     steps = np.load(out / 'train_steps.npy')
     ops = np.fromfile(out / 'train_ops.bin', dtype=np.uint8)
     assert len(ids) == len(roles) == len(steps_of) == len(ops) and len(steps) >= 300
-    named = ops != 255  # an op at the token that ends its right operand's first number (or its ',' / '.')
+    named = ops != NO_OP  # an op at the token that ends its right operand's first number (or its ',' / '.')
     assert named.sum() >= 200 and (roles[named] != 0).all() and (ops[named] < len(OPS)).all()
     text = enc.decode(ids.tolist())
     lines = text.splitlines()

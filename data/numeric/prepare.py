@@ -69,7 +69,7 @@ from tqdm import tqdm
 if not __package__:  # run as a script: dag_model lives at the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # the DAG's op names, the value extractor's classes, and the digits the DAG renders exactly
-from dag_model import CLASSES, MAX_FRAC_DIGITS, OPS, SIGNIFICANT_DIGITS  # noqa: E402
+from dag_model import CLASSES, MAX_FRAC_DIGITS, NO_OP, OPS, SIGNIFICANT_DIGITS  # noqa: E402
 
 CATEGORIES = OPS + ("multi",)  # what a problem is drawn from, uniformly; "multi" is a 2..max_ops op expression
 SPLITS = ("train", "val", "test", "extrap", "phrasing")
@@ -668,9 +668,6 @@ def new_numbers(roles, starts):
     starts = starts[roles[starts - 1] != 0]
     roles[starts] = CLASSES.index("new_digits")
     return roles
-
-
-NO_OP = 255  # {split}_ops.bin where no op is named
 
 
 def ops_labels(n_tokens, anchors):
