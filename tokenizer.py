@@ -109,6 +109,12 @@ def token_texts(meta_path=None, tiktoken_file=None):
     return [enc.decode_single_token_bytes(i).decode('utf-8', errors='replace') for i in range(enc.n_vocab)]
 
 
+def newline_ids(meta_path=None, tiktoken_file=None):
+    """The ids (list of int) of the tokens whose text is exactly a newline: a character vocabulary's '\\n', GPT-2's
+    198 (train.py's line_windows start batch windows near them). Raises as load_codec."""
+    return [i for i, text in enumerate(token_texts(meta_path, tiktoken_file)) if text == '\n']
+
+
 def read_text(input_path, url, cache_path):
     """The text of input_path when given; else of cache_path, downloading url there first if it is missing.
 

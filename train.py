@@ -37,7 +37,7 @@ from checkpoint import (build_model, compile_model, load_checkpoint, model_from_
                         save_checkpoint)
 from configurator import check_device, configure
 from dag_model import NO_OP
-from tokenizer import dataset_dir, load_meta, token_texts
+from tokenizer import dataset_dir, load_meta, newline_ids, token_texts
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M); see config/ for small CPU runs
@@ -100,6 +100,9 @@ dtype = ('bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supporte
 compile = torch.cuda.is_available()  # use PyTorch 2.0 to compile the model to be faster
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU (unknown on CPU: no MFU)
 seed = 1337
+line_windows = False  # True: each batch window starts 0..line_margin tokens before a newline token, so a line (the
+# numeric corpus: a problem) is seen whole far more often than at nanoGPT's random offset (NOTES.md, fifteenth session)
+line_margin = 16  # with line_windows: the most tokens a window starts before its newline, so positions stay varied
 # -----------------------------------------------------------------------------
 set_by_user = configure(globals())  # the settings a config file or --key=value changed
 config = {k: globals()[k] for k in sorted(globals()) if not k.startswith('_')
@@ -123,6 +126,7 @@ def check_settings():
         (n_embd % max(n_head, 1) == 0, f"--n_embd={n_embd} is not divisible by --n_head={n_head}: each head gets "
                                        f"n_embd / n_head channels (e.g. --n_embd={n_head * max(n_embd // n_head, 1)})"),
         (dag_depth >= 0, f"--dag_depth={dag_depth}: use 0 for a plain GPT or the number of DAG steps (e.g. 4)"),
+        (line_margin >= 0, f"--line_margin={line_margin}: use a number of tokens >= 0"),
         (dag_key_dim >= 0, f"--dag_key_dim={dag_key_dim}: use 0 for n_embd or a number of dimensions (e.g. 32)"),
         (0.0 <= dropout < 1.0, f"--dropout={dropout}: a probability in [0, 1)"),
         (tracker in ('wandb', 'trackio'), f"--tracker={tracker!r}: use 'wandb' (W&B) or 'trackio' (local dashboard)"),
@@ -186,14 +190,19 @@ for split in ('train', 'val'):
 
 
 def get_batch(split, with_labels=False):
-    """A batch of block_size windows: x, y (B, T) long, and the DAG's auxiliary labels as a dict (see
-    get_labels; empty unless with_labels)."""
+    """A batch of block_size windows (at random offsets, as nanoGPT's, or with line_windows near a newline): x, y
+    (B, T) long, and the DAG's auxiliary labels as a dict (see get_labels; empty unless with_labels)."""
     # We recreate np.memmap every batch to avoid a memory leak, as per
     # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
     if len(data) <= block_size:
         sys.exit(f"{split}.bin has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}")
-    ix = torch.randint(len(data) - block_size, (batch_size,))
+    if line_windows:  # a newline's offset, then 0..line_margin tokens earlier
+        starts = newline_starts(split, data)
+        ix = starts[torch.randint(len(starts), (batch_size,))]
+        ix = (ix - torch.randint(line_margin + 1, (batch_size,))).clamp(min=0)
+    else:
+        ix = torch.randint(len(data) - block_size, (batch_size,))
     x = torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix])
     y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])
     labels = get_labels(split, ix) if with_labels else {}
@@ -203,6 +212,26 @@ def get_batch(split, with_labels=False):
     else:
         move = lambda t: t.to(device)  # noqa: E731
     return move(x), move(y), {name: move(t) for name, t in labels.items()}
+
+
+_newline_starts = {}  # split -> the offsets of its newline tokens where a window fits (found once)
+
+
+def newline_starts(split, data):
+    """The offsets (1-D long tensor) in a split's tokens of its newline tokens at which a window of block_size + 1
+    tokens fits: where line_windows draws windows. Exits with one line when there is none."""
+    if split not in _newline_starts:
+        try:
+            ids = newline_ids(meta_path, tiktoken_file)
+        except (ValueError, RuntimeError, FileNotFoundError) as e:
+            sys.exit(f"train.py: {e}")
+        offsets = np.flatnonzero(np.isin(data, ids))
+        offsets = offsets[offsets < len(data) - block_size]
+        if len(offsets) == 0:
+            sys.exit(f"train.py: --line_windows=True, but {split}.bin has no newline token where a window of "
+                     f"block_size={block_size} fits; use --line_windows=False (nanoGPT's random offsets)")
+        _newline_starts[split] = torch.from_numpy(offsets)
+    return _newline_starts[split]
 
 
 # GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes

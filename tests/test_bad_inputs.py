@@ -90,6 +90,8 @@ BAD_INPUTS = [
     ('train.py', [*TINY, '--eval_interval=0'], '--eval_interval=0'),
     ('train.py', [*TINY, '--dag_depth=2', '--dag_key_dim=-8'], '--dag_key_dim=-8: use 0 for n_embd'),
     ('train.py', [*TINY, '--eval_iters=0'], '--eval_iters=0'),
+    ('train.py', [*TINY, '--line_windows=True', '--line_margin=-1'], '--line_margin=-1'),
+    ('train.py', [*TINY, '--line_windows=True', '--block_size=499'], 'no newline token where a window'),
     ('train.py', [*TINY, '--gradient_accumulation_steps=0'], '--gradient_accumulation_steps=0'),
     ('train.py', [*TINY, '--batch_size=0'], '--batch_size=0'),
     ('train.py', [*TINY, '--dtype=float64'], "--dtype='float64'"),

@@ -1,6 +1,7 @@
 """GPT+DAG on GPT-2 BPE (issue 10): reading numbers that span several tokens, and writing answers in GPT-2's
 chunks, through the module path training and generation use (DAGGPT.dag, DAGGPT.forward, cached decoding), in
 both tokenizations. The GPT-2 ranks come from ../shared/data."""
+import pickle
 import random
 
 import numpy as np
@@ -11,7 +12,7 @@ from conftest import run_script, shared_file
 from dag_model import (CLASSES, NO_OP, OPS, DAGGPT, DAGGPTConfig, first_bpe_token, has_multi_digit_tokens, next_tokens,
                        number_tables)
 from model import greedy_decode
-from tokenizer import gpt2_encoding
+from tokenizer import gpt2_encoding, newline_ids
 
 D = torch.float64
 
@@ -281,3 +282,11 @@ def test_prose_mixture_in_gpt2_tokens(tmp_path, enc):
     assert sum(roles[i] != 0 for i in paragraph) == 1 and (steps_of[paragraph] == -1).all()
     val_prose = np.fromfile(tmp_path / 'bpe' / 'val_prose.bin', dtype=np.uint16).tolist()
     assert enc.decode(val_prose) == "Second Citizen:\nOne word.\n\n"
+
+
+def test_newline_ids_of_a_character_vocabulary_and_of_gpt2(tmp_path):
+    """The tokens train.py's line_windows start windows near: the characters' '\\n', GPT-2's 198 alone."""
+    with open(tmp_path / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': 3, 'itos': {0: 'a', 1: '\n', 2: 'b'}, 'stoi': {'a': 0, '\n': 1, 'b': 2}}, f)
+    assert newline_ids(str(tmp_path / 'meta.pkl')) == [1]
+    assert newline_ids(None, shared_file('gpt2', 'gpt2.tiktoken')) == [198]

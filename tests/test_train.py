@@ -48,6 +48,21 @@ def test_resume_continues_exactly(char_data):
     assert {i: a[i] for i in b} == b
 
 
+def test_line_windows_train_and_resume_exactly(char_data):
+    """--line_windows=True (windows start 0..line_margin tokens before a newline): the loss goes down and a resumed
+    run repeats the uninterrupted one; the windows differ from nanoGPT's random offsets (other losses)."""
+    common = [*TINY, '--eval_interval=10', '--always_save_checkpoint=True', '--line_windows=True', '--line_margin=4']
+    straight = run_script('train.py', *common, '--max_iters=20', '--out_dir=out-lines', cwd=char_data)
+    run_script('train.py', *common, '--max_iters=10', '--out_dir=out-lines-resume', cwd=char_data)
+    resumed = run_script('train.py', *common, '--max_iters=20', '--out_dir=out-lines-resume', '--init_from=resume',
+                         cwd=char_data)
+    a, b = losses(straight.stdout), losses(resumed.stdout)
+    assert min(b) == 10 and {i: a[i] for i in b} == b
+    assert a[19] < a[0] - 0.5, a
+    random_offsets = run_script('train.py', *TINY, '--max_iters=0', '--out_dir=out-offsets', cwd=char_data)
+    assert losses(random_offsets.stdout)[0] != a[0]  # the same weights, another first batch
+
+
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(char_data):
     common = [*TINY, '--eval_interval=5', '--always_save_checkpoint=False', '--out_dir=out-nan']
     run_script('train.py', *common, '--max_iters=5', cwd=char_data)
