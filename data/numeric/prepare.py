@@ -173,6 +173,8 @@ COMPOSED_TEMPLATES = {op: tuple(t for t in dict.fromkeys(frame.replace("{q}", co
                                                           for core in CORES[op]) if t not in TEMPLATES[op])
                       for op in CORES}
 P_COMPOSED = 0.5
+P_MULTI = 0.2  # the share of chains among the train and val problems by default (the held-out splits: a tenth);
+# against a tenth, over 6 seeds of the main job: NOTES.md, fifteenth session
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 # Every printable ASCII char and the line end, sorted: the vocabulary does not depend on the templates, the seed or
@@ -800,7 +802,7 @@ def prose_paragraphs(path):
 
 def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extrap=1000, n_phrasing=1000,
             max_digits=4, max_ops=4, labels=True, tokenizer="char", tiktoken_file=None, prose=None,
-            p_multi=None, answer_all_steps=True):
+            p_multi=P_MULTI, answer_all_steps=True):
     """Generate the corpus into out_dir (created if missing); same seed and sizes give byte-identical files.
 
     n_val defaults to 5% of n_train. max_digits (1..12) bounds the integer digits of train/val/test/phrasing
@@ -814,7 +816,7 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     mix (Tiny Shakespeare's ~1.0M train chars against ~27 chars a problem: n_train=40000 is about half prose).
     Returns a summary dict: per split {'problems', 'max_chars'} (+ 'tokens' for train and val, and with prose
     'prose_tokens'), vocab_size, paths, seconds. p_multi: the share of chains among the train and val problems
-    (make_problem; None: a tenth, as in every split). answer_all_steps (the default): the answer's label row is
+    (make_problem; P_MULTI, a fifth, by default; None: a tenth, as in every held-out split). answer_all_steps (the default): the answer's label row is
     the answer in every column (step_rows; False: the root's close row; the train and val text is the same either
     way). Raises ValueError for max_digits, max_ops or p_multi out of range, and FileNotFoundError / ValueError for
     a missing or unreadable prose file.
@@ -914,10 +916,10 @@ if __name__ == "__main__":
     parser.add_argument("--prose", default=None,
                         help="a plain-text file (e.g. Tiny Shakespeare) whose paragraphs are mixed in between the "
                              "problems (90%% train, 10%% val), plus val_prose.bin for the loss on the prose alone")
-    parser.add_argument("--p_multi", type=float, default=None,
-                        help="the share of multi-step chains among the train and val problems (default: a tenth, "
-                             "uniform over the nine ops and chains; 0.4: chains +6 points, single ops with 5-6 digit "
-                             "operands -1.4, NOTES.md)")
+    parser.add_argument("--p_multi", type=float, default=P_MULTI,
+                        help="the share of multi-step chains among the train and val problems (default: %(default)s; "
+                             "the held-out splits have a tenth; 0.4: more chains, fewer single ops with 5-6 digit "
+                             "operands right, NOTES.md)")
     parser.add_argument("--answer_all_steps", action=argparse.BooleanOptionalAction, default=True,
                         help="label every DAG step with the answer at the answer's chars (--no-answer_all_steps: "
                              "the root's close row, its children on the earlier steps, which the model then writes; "
