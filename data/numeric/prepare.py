@@ -816,10 +816,10 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     mix (Tiny Shakespeare's ~1.0M train chars against ~27 chars a problem: n_train=40000 is about half prose).
     Returns a summary dict: per split {'problems', 'max_chars'} (+ 'tokens' for train and val, and with prose
     'prose_tokens'), vocab_size, paths, seconds. p_multi: the share of chains among the train and val problems
-    (make_problem; P_MULTI, a fifth, by default; None: a tenth, as in every held-out split). answer_all_steps (the default): the answer's label row is
-    the answer in every column (step_rows; False: the root's close row; the train and val text is the same either
-    way). Raises ValueError for max_digits, max_ops or p_multi out of range, and FileNotFoundError / ValueError for
-    a missing or unreadable prose file.
+    (make_problem; P_MULTI, a fifth, by default; None: a tenth, as in every held-out split). answer_all_steps
+    (the default): the answer's label row is the answer in every column (step_rows; False: the root's close row;
+    the train and val text is the same either way). Raises ValueError for max_digits, max_ops or p_multi out of
+    range, and FileNotFoundError / ValueError for a missing or unreadable prose file.
     """
     _check_sizes(max_digits, max_ops, p_multi)
     if tokenizer not in ("char", "gpt2"):
