@@ -215,18 +215,21 @@ def get_batch(split, with_labels=False):
     return move(x), move(y), {name: move(t) for name, t in labels.items()}
 
 
+_newline_ids = None  # the ids of the vocabulary's newline tokens, read once for both splits (newline_starts)
 _newline_starts = {}  # split -> the offsets of its newline tokens where a window fits (found once)
 
 
 def newline_starts(split, data):
     """The offsets (1-D long tensor) in a split's tokens of its newline tokens at which a window of block_size + 1
     tokens fits: where line_windows draws windows. Exits with one line when there is none."""
-    if split not in _newline_starts:
+    global _newline_ids
+    if _newline_ids is None:
         try:
-            ids = newline_ids(meta_path, tiktoken_file)
+            _newline_ids = newline_ids(meta_path, tiktoken_file)
         except (ValueError, RuntimeError, FileNotFoundError) as e:
             sys.exit(f"train.py: {e}")
-        offsets = np.flatnonzero(np.isin(data, ids))
+    if split not in _newline_starts:
+        offsets = np.flatnonzero(np.isin(data, _newline_ids))
         offsets = offsets[offsets < len(data) - block_size]
         if len(offsets) == 0:
             sys.exit(f"train.py: --line_windows=True, but {split}.bin has no newline token where a window of "
