@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dag_model import (CLASSES, MAX_VALUE, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT, DAGController, DAGGPTConfig, dag_ops,
-                       linear_scan, program_loss, read_numbers, render_symbol, scratch_index, step_labels,
-                       value_features)
+from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT, DAGController,
+                       DAGGPTConfig, dag_ops, linear_scan, program_loss, read_numbers, render_symbol, scratch_index,
+                       step_labels, value_features)
 
 D = torch.float64
 
@@ -107,6 +107,20 @@ def test_value_features_are_bounded():
     assert f.dtype == torch.float32 and torch.isfinite(f).all() and f.abs().max() <= 1.0 + 1e-6
 
 
+def test_value_features_read_the_digits_of_integers_up_to_2_53():
+    # cos, sin of 2 pi v / 10^i are those of the last i digits of v (Python's exact integer v % 10^i), also where
+    # v / 10^i rounds up to the next integer in float64 (v = 10^16 - 1 at 10^0 .. 10^14)
+    values = [0, 7, 29, 30, 12345, -12345, 987654321987, 10 ** 15 + 7, 2 ** 53 - 1, -(2 ** 53 - 1)]
+    f = value_features(torch.tensor(values, dtype=D))
+    n = len(FOURIER_PERIODS)
+    for row, v in zip(f, values):
+        for i, p in enumerate(FOURIER_PERIODS):
+            if p >= 1:
+                angle = 2 * math.pi * (v % int(p)) / p
+                assert abs(row[2 + i].item() - math.cos(angle)) < 1e-6
+                assert abs(row[2 + n + i].item() - math.sin(angle)) < 1e-6
+
+
 def test_forced_program_executes_exactly():
     # (3 + 4) * 5 = 35, then identity, on tokens whose values are given; 10-digit sums in float64
     model = tiny_dag(depth=3)
@@ -137,11 +151,12 @@ def test_programs_read_a_child_by_its_label_and_a_copy_by_its_value():
         program = [(0, 1, 'subtract'), (scratch_index(T, 0), 2, op)]
         labels = torch.tensor([[[nan, nan], [nan, nan], [7.0, label]]], dtype=D)
         run = lambda **kw: model.controller(e, values, length, length, classes, e, program, **kw)  # noqa: E731
-        out, plain = run(with_programs=True, labels=labels), run(with_programs=True)
+        out, plain = run(labels=labels), run()
         assert torch.equal(out['values'], plain['values']) and out['values'][0, -1, 0] == -1.0
-        read = out['programs'][1][0][0, -1, 0, 0, OPS.index(op)]  # the chosen pair's result under the chosen op
-        plain_read = plain['programs'][1][0][0, -1, 0, 0, OPS.index(op)]
-        assert read == expected and plain_read == (-5.0 if op == 'multiply' else -1.0)
+        assert 'programs' not in plain
+        results, _, scored = out['programs'][1]  # the last position's only: the other labels are NaN
+        assert results.shape[0] == 1 and scored.tolist() == [label]
+        assert results[0, 0, 0, OPS.index(op)] == expected  # the chosen pair's result under the chosen op
 
 
 def test_step_labels_and_the_model_passes_them_to_the_controller(monkeypatch):
@@ -182,8 +197,8 @@ def test_steps_of_one_position_run_the_program_the_text_asks_for():
     controller = model.controller
     opt = torch.optim.Adam(controller.parameters(), lr=3e-2)
     for _ in range(100):
-        out = controller(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, with_programs=True)
-        loss = program_loss(out['programs'], steps)
+        out = controller(e, values, length, length, torch.zeros(2, T, len(CLASSES)), ctx, labels=step_labels(steps, 2))
+        loss = program_loss(out['programs'])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -602,7 +617,8 @@ def test_program_loss_teaches_the_steps_before_a_problem_its_first_value():
     probs[0][..., 0], probs[1][..., 0] = 0.5, 0.25
     steps = torch.full((1, 1, 8), float('nan'), dtype=D)
     steps[..., -1] = 7.0
-    loss = program_loss([(results, probs[0]), (results, probs[1])], steps)
-    assert loss.item() == pytest.approx((math.log(2) + math.log(4)) / 2)
+    programs = lambda: [(results[0], probs[k][0], step_labels(steps, 2)[0, 0, k, None])  # noqa: E731
+                        for k in range(2)]  # one position (M = 1), as the controller gives them
+    assert program_loss(programs()).item() == pytest.approx((math.log(2) + math.log(4)) / 2)
     steps[..., -2:] = torch.tensor([3.0, 7.0], dtype=D)  # a two-step label: step 0 must compute 3, which none does
-    assert program_loss([(results, probs[0]), (results, probs[1])], steps).item() == pytest.approx(math.log(4))
+    assert program_loss(programs()).item() == pytest.approx(math.log(4))
