@@ -405,7 +405,6 @@ FORCE = 1e4  # logit added to a forced choice (taken from a masked one): exp(-1e
 OPS_LABEL_WEIGHT = 0.25  # of the ops labels' cross-entropy in the auxiliary loss: at 1 the single ops on long
 # operands paid for the chains' gain (extrap one op 99.2 -> 98.3%, 6 seeds; NOTES.md, thirteenth session)
 N_CHOICES = 3  # distributions a step's straight-through features average: operand a, operand b, op
-SAMPLED_NODES = 16  # the most probable nodes of a row the exploration sample draws from (DAGController.explore)
 
 
 class ValueExtractor(nn.Module):
@@ -614,7 +613,7 @@ class DAGController(nn.Module):
         if forced:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
         p_op = F.softmax(op_logits, dim=-1) if with_probs else None  # (B, Tq, 9)
-        op_hard = self.explore(op_logits)[..., 0]  # (B, Tq)
+        op_hard = self.explore(op_logits).argmax(-1)  # (B, Tq)
         results = self.candidate_results(v_a, v_b, op_hard)  # (B, Tq, 9 + 2K)
         value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, Tq) float64, exact
         weights = torch.cat([p_op, p_a, p_b], dim=-1) if with_probs else None
@@ -662,11 +661,11 @@ class DAGController(nn.Module):
 
     def choose(self, logits, node_values, with_probs=True):
         """Operand logits (..., N) -> the top-K candidate nodes (..., K) long, sorted by the exploration sample so
-        that index 0 is the hard choice (`explore`); their renormalised probabilities (..., K); their values (..., K)
-        float64 (of node_values (..., N)); the full softmax (..., N). Without with_probs (generation: only the
-        backward pass and the auxiliary loss read them) both probabilities are None."""
+        that index 0 is the hard choice; their renormalised probabilities (..., K); their values (..., K) float64
+        (of node_values (..., N)); the full softmax (..., N). Without with_probs (generation: only the backward
+        pass and the auxiliary loss read them) both probabilities are None."""
         K = min(self.topk, logits.size(-1))
-        i = self.explore(logits, K)
+        i = self.explore(logits).topk(K, dim=-1).indices
         if not with_probs:
             return i, None, node_values.gather(-1, i), None
         probs = F.softmax(logits, dim=-1)
@@ -674,18 +673,14 @@ class DAGController(nn.Module):
         return i, p / p.sum(-1, keepdim=True).clamp(min=1e-9), node_values.gather(-1, i), probs  # 1e-9: no 0 / 0
 
     @torch.no_grad()
-    def explore(self, logits, k=1):
-        """The k nodes (..., k) long of logits (..., N) that the hard choice and its candidates are taken from: in
-        training the top k of the logits plus Gumbel noise, so that the choice is a sample of the softmax and other
-        programs get tried (the straight-through Gumbel-softmax of Jang et al. 2017; the top k, a sample without
-        replacement: Kool et al. 2019), the noise drawn for each row's SAMPLED_NODES most probable nodes only (a
-        node further down is drawn first with probability ~0; noise on every node was ~20 ms of a 270 ms training
-        step, issue 9); in eval mode the top k of the logits (argmax first)."""
+    def explore(self, logits):
+        """The logits the hard choices are taken from: in training, with Gumbel noise, so that the choice is a
+        sample of the softmax and other programs get tried (the straight-through Gumbel-softmax of Jang et al.
+        2017); in eval mode, the logits themselves (argmax)."""
         if not self.training:
-            return logits.topk(k, dim=-1).indices
-        top = logits.topk(min(SAMPLED_NODES, logits.size(-1)), dim=-1)
-        u = torch.rand_like(top.values).clamp(1e-9, 1 - 1e-9)
-        return top.indices.gather(-1, (top.values - torch.log(-torch.log(u))).topk(k, dim=-1).indices)
+            return logits
+        u = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
+        return logits - torch.log(-torch.log(u))
 
     @staticmethod
     def candidate_results(v_a, v_b, op_hard):
