@@ -679,8 +679,8 @@ class DAGController(nn.Module):
         2017); in eval mode, the logits themselves (argmax)."""
         if not self.training:
             return logits
-        u = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
-        return logits - torch.log(-torch.log(u))
+        gumbel = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9).log_().neg_().log_()  # in place: the same bits
+        return logits - gumbel
 
     @staticmethod
     def candidate_results(v_a, v_b, op_hard):
