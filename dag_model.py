@@ -471,9 +471,9 @@ class DAGController(nn.Module):
     (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; 'anchor_logits'
     (B, Tq, 9) float32, the op as read at each position (what a step whose right operand is there adds to its op
     logits; the auxiliary loss's ops labels teach it); with with_stats,
-    'stats' (diagnostics, see DAGGPT.forward); with labels, 'programs': per step, at the M positions where its
-    label is known, (the results of every op on every pair of candidate operands (M, K, K, 9) float64, the
-    probability the step gives each (M, K, K, 9), the labels (M,) float64).
+    'stats' (diagnostics, see DAGGPT.forward); with labels, 'programs': per step, at M positions (on the CPU those
+    where its label is known: `programs`), (the results of every op on every pair of candidate operands (M, K, K, 9)
+    float64, the probability the step gives each (M, K, K, 9), the labels (M,) float64).
 
     A step, in the order it runs (`step`): operand logits over the visible nodes (`operand_logits`), the
     exploration sample and the top-K candidates of each operand (`choose`), the op (the step's own head plus
@@ -627,25 +627,32 @@ class DAGController(nn.Module):
         return step
 
     @staticmethod
-    def programs(i, v, p, p_op, node_labels, label):
-        """What the auxiliary loss scores, at the M positions where the step's label is known (label (B, Tq) float64,
-        NaN where none; only those: ~a fifth of the numeric corpus's positions): every op on every pair of candidate
-        operands, (their results (M, K, K, 9) float64, the probability the step gives each (M, K, K, 9), the labels
-        (M,) float64). i, v, p: the candidates (`choose`), their values and probabilities (2, B, Tq, K) (a, then b);
-        p_op (B, Tq, 9); node_labels (B, N) float64, what each node should hold (NaN where unknown).
+    def programs(i, v, p, p_op, node_labels, label, compact=None):
+        """What the auxiliary loss scores, at M positions: every op on every pair of candidate operands, (their
+        results (M, K, K, 9) float64, the probability the step gives each (M, K, K, 9), the step's labels (M,)
+        float64). i, v, p: the candidates (`choose`), their values and probabilities (2, B, Tq, K) (a, then b);
+        p_op (B, Tq, 9); node_labels (B, N) float64, what each node should hold (NaN where unknown); label (B, Tq)
+        float64, the step's own (NaN where none). compact (default: on the CPU) keeps only the positions where the
+        label is known (~a fifth of the numeric corpus's: ~3% of a CPU training step); else M = B Tq, since picking
+        them (a boolean index) would make the host wait for a GPU and break torch.compile's graph.
 
         A candidate is read as its label where it has one other than the step's own, else as its value. So a parent
         is scored on reading the node that should hold its child, right or not yet (early in training, and under the
         exploration sample, most children are wrong: NOTES.md, eleventh session); a node labelled with the step's own
         value keeps its computed one, so copying an earlier step earns only what that step computed (with labels
         there, steps learned to copy: NOTES.md, twelfth session). The forward pass reads the computed values only."""
-        rows = ~label.isnan()  # (B, Tq)
-        batch = torch.arange(rows.size(0), device=rows.device)[:, None].expand_as(rows)[rows]  # (M,)
-        i, v, p, label = i[:, rows], v[:, rows], p[:, rows], label[rows]  # (2, M, K) each, (M,)
+        B, Tq = label.shape
+        batch = torch.arange(B, device=label.device)[:, None].expand(B, Tq)
+        if compact is None:
+            compact = label.device.type == 'cpu'
+        rows = ~label.isnan() if compact else None
+        pick = (lambda x, d: x.flatten(d, d + 1)) if rows is None else (lambda x, d: x[(slice(None),) * d + (rows,)])
+        i, v, p = (pick(x, 1) for x in (i, v, p))  # (2, M, K) each
+        label, p_op, batch = (pick(x, 0) for x in (label, p_op, batch))  # (M,), (M, 9), (M,)
         lab = node_labels[batch[:, None], i]  # (2, M, K)
         v = torch.where(lab.isnan() | (lab == label[:, None]), v, lab)
         return (dag_ops(v[0, :, :, None], v[1, :, None, :]),
-                p[0, :, :, None, None] * p[1, :, None, :, None] * p_op[rows][:, None, None, :], label)
+                p[0, :, :, None, None] * p[1, :, None, :, None] * p_op[:, None, None, :], label)
 
     @staticmethod
     def operand_logits(q, keys, rank_logits, bias, rank):
@@ -845,8 +852,8 @@ def program_loss(programs):
     supervised semantic parsing, e.g. Liang et al. 2017), averaged over the (step, position) pairs where some
     candidate does; pairs where none does teach nothing.
 
-    programs: per DAG step, (results (M, K, K, 9) float64, probabilities (M, K, K, 9), labels (M,) float64) at
-    the M positions where its label is known (DAGController's 'programs'). The labels are step_labels': step k of
+    programs: per DAG step, (results (M, K, K, 9) float64, probabilities (M, K, K, 9), labels (M,) float64, NaN
+    where none) at M positions (DAGController.programs). The labels are step_labels': step k of
     D is taught column S - D + k of the right-aligned label rows, and the steps before a problem's first are
     taught its first value as well (any program that computes it, such as the same op again), so that every step
     learns from every problem: left untaught, they fed noise to the readout (a single op fell from 94.7% to

@@ -622,3 +622,21 @@ def test_program_loss_teaches_the_steps_before_a_problem_its_first_value():
     assert program_loss(programs()).item() == pytest.approx((math.log(2) + math.log(4)) / 2)
     steps[..., -2:] = torch.tensor([3.0, 7.0], dtype=D)  # a two-step label: step 0 must compute 3, which none does
     assert program_loss(programs()).item() == pytest.approx(math.log(4))
+
+
+def test_programs_at_the_labelled_positions_only_give_the_same_loss():
+    # the CPU's compact programs (the positions with a label) and the dense ones (every position, as on a GPU)
+    torch.manual_seed(0)
+    B, T, N, K = 3, 5, 12, 4
+    i = torch.randint(0, N, (2, B, T, K))
+    v = torch.randint(-50, 50, (2, B, T, K)).double()
+    p = torch.rand(2, B, T, K, requires_grad=True)
+    p_op = torch.rand(B, T, len(OPS))
+    node_labels = torch.where(torch.rand(B, N) < 0.3, torch.randint(-50, 50, (B, N)).double(), float('nan'))
+    label = torch.where(torch.rand(B, T) < 0.4, (v[0, ..., 0] + v[1, ..., 0]), float('nan'))
+    compact = DAGController.programs(i, v, p, p_op, node_labels, label, compact=True)
+    dense = DAGController.programs(i, v, p, p_op, node_labels, label, compact=False)
+    assert compact[0].shape[0] == (~label.isnan()).sum() and dense[0].shape[0] == B * T
+    loss = program_loss([compact])
+    assert loss > 0 and torch.equal(loss, program_loss([dense]))
+    assert torch.equal(torch.autograd.grad(loss, p)[0], torch.autograd.grad(program_loss([dense]), p)[0])
