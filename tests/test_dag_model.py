@@ -161,7 +161,8 @@ def test_programs_read_a_child_by_its_label_and_a_copy_by_its_value():
 
 def test_step_labels_and_the_model_passes_them_to_the_controller(monkeypatch):
     # step k is taught column S - D + k, the columns before a row's first label filled with it, NaN before column 0;
-    # DAGGPT.forward with steps hands exactly these to the controller (what as_labelled reads), and nothing without
+    # DAGGPT.forward with steps hands exactly these to the controller (what DAGController.programs reads), and
+    # nothing without
     nan = float('nan')
     steps = torch.tensor([[[nan, nan, 7.0, 35.0], [nan, nan, nan, nan]]], dtype=D)
     assert step_labels(steps, 2)[0, 0].tolist() == [7.0, 35.0]

@@ -729,7 +729,7 @@ def step_rows(problem, answer_all_steps=True):
     in min(75, 67 * 7), sit on the earlier steps, and the model writes them. NOTES.md: with --p_multi=0.4 at 1,500
     iterations, test chains 53.8% over 3 seeds, 25.0% without the flag on seed 1337 (seventh session); at the main
     job's 750 iterations and mix it pays only with the children's labels in the programs (DAGController.
-    as_labelled): test chains 14.3 -> 17.3%, extrap chains 9.8 -> 15.7% over 6 seeds (twelfth session).)
+    programs): test chains 14.3 -> 17.3%, extrap chains 9.8 -> 15.7% over 6 seeds (twelfth session).)
     Where the root closes at the prompt's last char ("3+4*5=", "Tell me 3 + 4 * 5. "), the answer's row then
     replaces that char's close row (steps_of_labels: the later span wins), so a child closing there with the
     root (4*5) is taught nowhere: the steps must find it unaided."""
