@@ -645,10 +645,13 @@ class DAGController(nn.Module):
         batch = torch.arange(B, device=label.device)[:, None].expand(B, Tq)
         if compact is None:
             compact = label.device.type == 'cpu'
-        rows = ~label.isnan() if compact else None
-        pick = (lambda x, d: x.flatten(d, d + 1)) if rows is None else (lambda x, d: x[(slice(None),) * d + (rows,)])
-        i, v, p = (pick(x, 1) for x in (i, v, p))  # (2, M, K) each
-        label, p_op, batch = (pick(x, 0) for x in (label, p_op, batch))  # (M,), (M, 9), (M,)
+        if compact:
+            rows = ~label.isnan()  # (B, Tq)
+            i, v, p = i[:, rows], v[:, rows], p[:, rows]  # (2, M, K) each
+            label, p_op, batch = label[rows], p_op[rows], batch[rows]  # (M,), (M, 9), (M,)
+        else:
+            i, v, p = i.flatten(1, 2), v.flatten(1, 2), p.flatten(1, 2)
+            label, p_op, batch = label.flatten(), p_op.flatten(0, 1), batch.flatten()
         lab = node_labels[batch[:, None], i]  # (2, M, K)
         v = torch.where(lab.isnan() | (lab == label[:, None]), v, lab)
         return (dag_ops(v[0, :, :, None], v[1, :, None, :]),
