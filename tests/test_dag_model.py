@@ -1,3 +1,4 @@
+import functools
 import math
 import re
 
@@ -109,8 +110,10 @@ def test_value_features_are_bounded():
 
 def test_value_features_read_the_digits_of_integers_up_to_2_53():
     # cos, sin of 2 pi v / 10^i are those of the last i digits of v (Python's exact integer v % 10^i), also where
-    # v / 10^i rounds up to the next integer in float64 (v = 10^16 - 1 at 10^0 .. 10^14)
-    values = [0, 7, 29, 30, 12345, -12345, 987654321987, 10 ** 15 + 7, 2 ** 53 - 1, -(2 ** 53 - 1)]
+    # v * (1 / 10^i) rounds up to the next integer in float64, so that v - p floor(v / p) is -1, not 9
+    # (9007199254740799 at 10)
+    values = [0, 7, 29, 30, 12345, -12345, 987654321987, 10 ** 15 + 7, 2 ** 53 - 1, -(2 ** 53 - 1),
+              9007199254740799, -9007199254740799]
     f = value_features(torch.tensor(values, dtype=D))
     n = len(FOURIER_PERIODS)
     for row, v in zip(f, values):
@@ -641,3 +644,34 @@ def test_programs_at_the_labelled_positions_only_give_the_same_loss():
     loss = program_loss([compact])
     assert loss > 0 and torch.equal(loss, program_loss([dense]))
     assert torch.equal(torch.autograd.grad(loss, p)[0], torch.autograd.grad(program_loss([dense]), p)[0])
+
+
+def test_dense_programs_give_the_model_the_same_loss_as_compact_ones(monkeypatch):
+    # DAGGPT.forward with steps labels: the programs of the labelled positions only (the CPU's default) and of every
+    # position (the default off the CPU) give the same labelled loss and gradients, through the module path
+    model = tiny_dag(depth=2).eval()
+    idx = torch.randint(0, 20, (2, 8))
+    with torch.no_grad():  # labels the chosen programs compute, so that the program loss is not 0
+        values = model.dag(idx, model.hidden_states(idx))[1]['values']
+    steps = torch.full((2, 8, 2), float('nan'), dtype=D)
+    steps[:, 3] = values[:, 3]
+    steps[1, 6, 1] = values[1, 6, 1]
+    runs, rows, programs = [], [], DAGController.programs
+
+    def spy(*args, compact):
+        out = programs(*args, compact=compact)
+        rows.append((compact, out[0].shape[0]))
+        return out
+    for compact in (True, False):
+        monkeypatch.setattr(DAGController, 'programs', staticmethod(functools.partial(spy, compact=compact)))
+        model.zero_grad()
+        _, loss = model(idx, idx, steps=steps)
+        loss.backward()
+        runs.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (loss_c, grads_c), (loss_d, grads_d) = runs
+    assert rows == [(True, 3), (True, 3), (False, 16), (False, 16)]  # per step: the labelled positions (step 0 taught
+    # the label at (1, 6) too: filled_steps), or all
+    aux_loss = model.dag(idx, model.hidden_states(idx), steps=steps)[2]  # the program loss alone: 0 if none computes
+    assert aux_loss > 0 and torch.equal(loss_c, loss_d) and len(grads_c) == len(grads_d)
+    # float32 gradients summed in another order (zero rows among the dense ones): equal to rounding (2e-10 here)
+    assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(grads_c, grads_d))
