@@ -106,6 +106,9 @@ from model import GPT, Block, GPTConfig, KVCache
 
 OPS = ('add', 'subtract', 'multiply', 'divide', 'log', 'pow', 'max', 'min', 'identity')
 NO_OP = 255  # the ops labels' 'no op named here' (data/numeric's {split}_ops.bin, np.uint8)
+# a dataset's auxiliary labels, {split}_<file> beside its {split}.bin (data/numeric/prepare.py writes them, train.py
+# reads them: see DAGGPT.dag for what each holds)
+LABEL_FILES = {'roles': 'roles.bin', 'steps_of': 'steps_of.bin', 'steps': 'steps.npy', 'ops': 'ops.bin'}
 MAX_VALUE = 2.0 ** 53  # every DAG value is clamped to [-MAX_VALUE, MAX_VALUE]: float64 holds every integer up to here
 TINY = 1e-12  # floor of |x| under a logarithm and of a denominator's magnitude
 

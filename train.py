@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import (build_model, compile_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files,
                         save_checkpoint)
 from configurator import check_device, configure
-from dag_model import NO_OP
+from dag_model import LABEL_FILES, NO_OP
 from tokenizer import dataset_dir, load_meta, newline_ids, token_texts
 
 # -----------------------------------------------------------------------------
@@ -241,8 +241,7 @@ def newline_starts(split, data):
 # GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
 # them): the role of each token in a number (a digit, a separator, ...), the values the DAG's steps should
 # compute at the positions where a sub-expression's last number has been read and where the answer is written,
-# and the op named next to each right operand
-LABEL_FILES = ('roles.bin', 'steps_of.bin', 'steps.npy', 'ops.bin')
+# and the op named next to each right operand (dag_model.LABEL_FILES)
 
 
 def get_labels(split, ix):
@@ -250,12 +249,12 @@ def get_labels(split, ix):
     each token; 'steps': (B, T, S) float64, the values each DAG step should compute there (data/numeric's
     steps labels), NaN where none; 'ops': (B, T) long, the OPS index of the op named where a right operand's
     number ends, -1 elsewhere}."""
-    path = lambda name: os.path.join(data_dir, f'{split}_{name}')  # noqa: E731
-    roles = np.memmap(path('roles.bin'), dtype=np.uint8, mode='r')
-    steps_of = np.memmap(path('steps_of.bin'), dtype=np.int32, mode='r')  # the label row of a token, or -1
-    steps = np.load(path('steps.npy'), mmap_mode='r')  # (rows, S)
+    path = lambda name: os.path.join(data_dir, f'{split}_{LABEL_FILES[name]}')  # noqa: E731
+    roles = np.memmap(path('roles'), dtype=np.uint8, mode='r')
+    steps_of = np.memmap(path('steps_of'), dtype=np.int32, mode='r')  # the label row of a token, or -1
+    steps = np.load(path('steps'), mmap_mode='r')  # (rows, S)
     rows = np.stack([steps_of[i:i + block_size] for i in ix])  # (B, T)
-    op_file = np.memmap(path('ops.bin'), dtype=np.uint8, mode='r')
+    op_file = np.memmap(path('ops'), dtype=np.uint8, mode='r')
     ops = np.stack([op_file[i:i + block_size] for i in ix])
     return {'roles': torch.stack([torch.from_numpy(roles[i:i + block_size].astype(np.int64)) for i in ix]),
             'steps': torch.from_numpy(np.where(rows[..., None] >= 0, steps[np.maximum(rows, 0)], np.nan)),
@@ -347,11 +346,12 @@ if block_size < model.config.block_size:
     model.crop_block_size(block_size)
     model_args['block_size'] = block_size  # so that the checkpoint will have the right value
 model.to(device)
-missing_labels = [f'train_{name}' for name in LABEL_FILES
-                  if not os.path.isfile(os.path.join(data_dir, f'train_{name}'))]
+missing_labels = [f'train_{file}' for file in LABEL_FILES.values()
+                  if not os.path.isfile(os.path.join(data_dir, f'train_{file}'))]
 use_labels = model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and not missing_labels
+label_files = (*LABEL_FILES.values(), 'answer_of.bin')  # answer_of.bin: an older prepare.py's only
 if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and missing_labels and \
-        any(os.path.isfile(os.path.join(data_dir, f'train_{name}')) for name in LABEL_FILES + ('answer_of.bin',)):
+        any(os.path.isfile(os.path.join(data_dir, f'train_{file}')) for file in label_files):
     # some label files but not all: an older data/numeric/prepare.py wrote them; GPT+DAG would train without them
     sys.exit(f"train.py: {data_dir} has the labels of an older data/numeric/prepare.py (no "
              f"{', '.join(missing_labels)}): run prepare.py again, or set dag_value_loss=0")

@@ -69,7 +69,7 @@ from tqdm import tqdm
 if not __package__:  # run as a script: dag_model lives at the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # the DAG's op names, the value extractor's classes, and the digits the DAG renders exactly
-from dag_model import CLASSES, MAX_FRAC_DIGITS, NO_OP, OPS, SIGNIFICANT_DIGITS  # noqa: E402
+from dag_model import CLASSES, LABEL_FILES, MAX_FRAC_DIGITS, NO_OP, OPS, SIGNIFICANT_DIGITS  # noqa: E402
 
 CATEGORIES = OPS + ("multi",)  # what a problem is drawn from, uniformly; "multi" is a 2..max_ops op expression
 SPLITS = ("train", "val", "test", "extrap", "phrasing")
@@ -776,7 +776,6 @@ def gpt2_tokens(enc, text, char_roles, numbers, answers, closes=(), anchors=()):
     return ids, roles, steps_of_labels(len(ids), close_spans + spans), ops
 
 
-LABEL_FILES = {"roles": "roles.bin", "steps_of": "steps_of.bin", "steps": "steps.npy", "ops": "ops.bin"}
 LEGACY_LABELS = ("values.bin", "answers.bin", "steps.bin", "answer_of.bin")  # written by earlier versions
 
 
