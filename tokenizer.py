@@ -1,7 +1,8 @@
 """
 Text to token ids and back: a dataset's character vocabulary (its meta.pkl, as nanoGPT writes it) or GPT-2's
-BPE through tiktoken, which also works offline from a local `gpt2.tiktoken` ranks file; plus fetching a
-text file for the prepare scripts (a local copy, or a download with a progress bar).
+BPE through tiktoken, which also works offline from a local `gpt2.tiktoken` ranks file; the newline tokens that
+train.py's line_windows start windows near, and that draw (importable, so tests check it); plus fetching a text file
+for the prepare scripts (a local copy, or a download with a progress bar).
 
 Files a user did not write are data: `meta.pkl` is read by an unpickler that accepts only plain values (no class,
 no function, so no code runs), and a dataset name that a checkpoint or a setting gives must stay inside data/.
@@ -9,6 +10,9 @@ no function, so no code runs), and a dataset name that a checkpoint or a setting
 
 import os
 import pickle
+
+import numpy as np
+import torch
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -113,6 +117,21 @@ def newline_ids(meta_path=None, tiktoken_file=None):
     """The ids (list of int) of the tokens whose text is exactly a newline: a character vocabulary's '\\n', GPT-2's
     198 (train.py's line_windows start batch windows near them). Raises as load_codec."""
     return [i for i, text in enumerate(token_texts(meta_path, tiktoken_file)) if text == '\n']
+
+
+def line_starts(tokens, ids, block_size):
+    """The offsets (1-D long tensor, ascending) of the tokens of tokens (1-D array of token ids) whose id is one of
+    ids (newline_ids) and after which a window of block_size + 1 tokens fits: where line_windows draws windows."""
+    offsets = np.flatnonzero(np.isin(tokens, ids))
+    return torch.from_numpy(offsets[offsets < len(tokens) - block_size])
+
+
+def draw_line_windows(starts, batch_size, margin):
+    """batch_size window offsets (batch_size,) long for train.py's line_windows: each a random one of starts
+    (line_starts), moved back 0..margin tokens (uniform, not below 0), so a line is seen whole while positions
+    stay varied. Draws from torch's global generator, as nanoGPT's random offsets do, so a seed repeats it."""
+    ix = starts[torch.randint(len(starts), (batch_size,))]
+    return (ix - torch.randint(margin + 1, (batch_size,))).clamp(min=0)
 
 
 def read_text(input_path, url, cache_path):

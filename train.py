@@ -37,7 +37,7 @@ from checkpoint import (build_model, compile_model, load_checkpoint, model_from_
                         save_checkpoint)
 from configurator import check_device, configure
 from dag_model import LABEL_FILES, NO_OP
-from tokenizer import dataset_dir, load_meta, newline_ids, token_texts
+from tokenizer import dataset_dir, draw_line_windows, line_starts, load_meta, newline_ids, token_texts
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M); see config/ for small CPU runs
@@ -199,9 +199,7 @@ def get_batch(split, with_labels=False):
     if len(data) <= block_size:
         sys.exit(f"{split}.bin has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}")
     if line_windows:  # a newline's offset, then 0..line_margin tokens earlier
-        starts = newline_starts(split, data)
-        ix = starts[torch.randint(len(starts), (batch_size,))]
-        ix = (ix - torch.randint(line_margin + 1, (batch_size,))).clamp(min=0)
+        ix = draw_line_windows(newline_starts(split, data), batch_size, line_margin)
     else:
         ix = torch.randint(len(data) - block_size, (batch_size,))
     x = torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix])
@@ -229,12 +227,11 @@ def newline_starts(split, data):
         except (ValueError, RuntimeError, FileNotFoundError) as e:
             sys.exit(f"train.py: {e}")
     if split not in _newline_starts:
-        offsets = np.flatnonzero(np.isin(data, _newline_ids))
-        offsets = offsets[offsets < len(data) - block_size]
+        offsets = line_starts(data, _newline_ids, block_size)
         if len(offsets) == 0:
             sys.exit(f"train.py: --line_windows=True, but {split}.bin has no newline token where a window of "
                      f"block_size={block_size} fits; use --line_windows=False (nanoGPT's random offsets)")
-        _newline_starts[split] = torch.from_numpy(offsets)
+        _newline_starts[split] = offsets
     return _newline_starts[split]
 
 

@@ -8,10 +8,12 @@ import sqlite3
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT, run_script
+from tokenizer import draw_line_windows, line_starts
 
 TINY = ['--device=cpu', '--compile=False', '--dataset=shakespeare_char', '--n_layer=2', '--n_head=2', '--n_embd=32',
         '--block_size=32', '--batch_size=8', '--gradient_accumulation_steps=1', '--eval_iters=4',
@@ -61,6 +63,25 @@ def test_line_windows_train_and_resume_exactly(char_data):
     assert a[19] < a[0] - 0.5, a
     random_offsets = run_script('train.py', *TINY, '--max_iters=0', '--out_dir=out-offsets', cwd=char_data)
     assert losses(random_offsets.stdout)[0] != a[0]  # the same weights, another first batch
+
+
+def test_line_windows_start_within_line_margin_before_a_newline_whose_window_fits():
+    """What --line_windows draws (line_starts, draw_line_windows): every window starts 0..margin tokens before a
+    newline token after which block_size + 1 tokens fit, never below 0, every margin is drawn, and a seed repeats
+    the draw (a resumed run sees the same batches)."""
+    newline, block_size, margin = 1, 8, 4
+    tokens = np.array([5] * 3 + [newline] + [5] * 7 + [newline] + [5] * 4 + [newline] + [5] * 20 + [newline] + [5] * 3)
+    starts = line_starts(tokens, [newline], block_size)
+    assert starts.tolist() == [3, 11, 16]  # the newline at 37 has 3 tokens after it: no window fits
+    torch.manual_seed(0)
+    ix = draw_line_windows(starts, 2000, margin)
+    back = {}
+    for x in ix.tolist():
+        start = next(s for s in starts.tolist() if 0 <= s - x <= margin)  # raises StopIteration if none
+        back.setdefault(start, set()).add(start - x)
+    assert back == {3: {0, 1, 2, 3}, 11: set(range(margin + 1)), 16: set(range(margin + 1))}  # 3 - 4 clamps to 0
+    torch.manual_seed(0)
+    assert torch.equal(draw_line_windows(starts, 2000, margin), ix)
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(char_data):
