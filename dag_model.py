@@ -845,6 +845,15 @@ def filled_steps(steps):
     return torch.where(torch.arange(steps.size(-1), device=steps.device) < first, steps.gather(-1, first), steps)
 
 
+def multi_step_rows(steps):
+    """Label rows steps (rows, S) float, a tensor or an array (NaN where none) -> (rows,) bool tensor: the rows that
+    hold two or more different values, where the DAG's steps compute a program of several ops (a chain's parent or
+    its answer; a single op's rows hold one value). train.py's multi_step_windows shows their lines more often."""
+    steps = torch.as_tensor(steps, dtype=torch.float64)
+    known = ~steps.isnan()
+    return steps.where(known, math.inf).amin(-1) < steps.where(known, -math.inf).amax(-1)
+
+
 def step_labels(steps, depth):
     """Label rows steps (B, T, S) -> what each of depth DAG steps is taught at each position (B, T, depth) float64:
     step k column S - depth + k (filled_steps; NaN where that column is before 0), as program_loss teaches."""

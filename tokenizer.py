@@ -119,10 +119,15 @@ def newline_ids(meta_path=None, tiktoken_file=None):
     return [i for i, text in enumerate(token_texts(meta_path, tiktoken_file)) if text == '\n']
 
 
-def line_starts(tokens, ids, block_size):
+def line_starts(tokens, ids, block_size, holding=None):
     """The offsets (1-D long tensor, ascending) of the tokens of tokens (1-D array of token ids) whose id is one of
-    ids (newline_ids) and after which a window of block_size + 1 tokens fits: where line_windows draws windows."""
+    ids (newline_ids) and after which a window of block_size + 1 tokens fits: where line_windows draws windows.
+    With holding (1-D int array of token offsets), only the newlines that start a line holding one of them (the
+    last newline before each; train.py's multi_step_windows)."""
     offsets = np.flatnonzero(np.isin(tokens, ids))
+    if holding is not None:
+        before = np.searchsorted(offsets, holding) - 1  # the last newline before each held offset (-1: none)
+        offsets = np.unique(offsets[before[before >= 0]])
     return torch.from_numpy(offsets[offsets < len(tokens) - block_size])
 
 

@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import (build_model, compile_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files,
                         save_checkpoint)
 from configurator import check_device, configure
-from dag_model import LABEL_FILES, NO_OP
+from dag_model import LABEL_FILES, NO_OP, multi_step_rows
 from tokenizer import dataset_dir, draw_line_windows, line_starts, load_meta, newline_ids, token_texts
 
 # -----------------------------------------------------------------------------
@@ -104,6 +104,12 @@ line_windows = False  # True: each batch window starts 0..line_margin tokens bef
 # numeric corpus: a problem) is seen whole ~1.5x as often as at nanoGPT's random offset; in the main job test chains
 # +1.6 but held-out phrasings -6.4 points over 4 seeds, so it stays off (NOTES.md, fifteenth session)
 line_margin = 16  # with line_windows: the most tokens a window starts before its newline, so positions stay varied
+multi_step_windows = 0  # on a dataset with step labels (GPT or GPT+DAG): after multi_step_from of the training, each
+# batch gets this many more windows, each starting 0..line_margin tokens before a line that holds a multi-step program
+# (a label row with two or more different values: data/numeric's chains); 0: none. In the main job, 10 (batches of 42
+# from halfway, ~15% more time) over 6 seeds: test chains 31.0 -> 40.3% (higher on all 6), test 92.6 -> 93.5%, but
+# held-out phrasings 56.7 -> 52.1% (lower on 5); 10 more random windows gave no more chains (NOTES.md, 17th session)
+multi_step_from = 0.5  # the fraction of the training (of max_iters, or of max_seconds) before multi_step_windows starts
 # -----------------------------------------------------------------------------
 set_by_user = configure(globals())  # the settings a config file or --key=value changed
 config = {k: globals()[k] for k in sorted(globals()) if not k.startswith('_')
@@ -128,6 +134,8 @@ def check_settings():
                                        f"n_embd / n_head channels (e.g. --n_embd={n_head * max(n_embd // n_head, 1)})"),
         (dag_depth >= 0, f"--dag_depth={dag_depth}: use 0 for a plain GPT or the number of DAG steps (e.g. 4)"),
         (line_margin >= 0, f"--line_margin={line_margin}: use a number of tokens >= 0"),
+        (multi_step_windows >= 0, f"--multi_step_windows={multi_step_windows}: use a number of windows >= 0"),
+        (0.0 <= multi_step_from <= 1.0, f"--multi_step_from={multi_step_from}: use a fraction of the training"),
         (dag_key_dim >= 0, f"--dag_key_dim={dag_key_dim}: use 0 for n_embd or a number of dimensions (e.g. 32)"),
         (0.0 <= dropout < 1.0, f"--dropout={dropout}: a probability in [0, 1)"),
         (tracker in ('wandb', 'trackio'), f"--tracker={tracker!r}: use 'wandb' (W&B) or 'trackio' (local dashboard)"),
@@ -190,9 +198,11 @@ for split in ('train', 'val'):
         sys.exit(f"missing {os.path.join(data_dir, split + '.bin')}: prepare the data first: {how}")
 
 
-def get_batch(split, with_labels=False):
+def get_batch(split, with_labels=False, iteration=None):
     """A batch of block_size windows (at random offsets, as nanoGPT's, or with line_windows near a newline): x, y
-    (B, T) long, and the DAG's auxiliary labels as a dict (see get_labels; empty unless with_labels)."""
+    (B, T) long, and the DAG's auxiliary labels as a dict (see get_labels; empty unless with_labels). B is
+    batch_size, plus multi_step_windows in a training batch after multi_step_from of the training (iteration: the
+    training iteration the batch is for; None, the evaluations' batches: batch_size)."""
     # We recreate np.memmap every batch to avoid a memory leak, as per
     # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
@@ -202,6 +212,8 @@ def get_batch(split, with_labels=False):
         ix = draw_line_windows(newline_starts(split, data), batch_size, line_margin)
     else:
         ix = torch.randint(len(data) - block_size, (batch_size,))
+    if multi_step_windows > 0 and iteration is not None and after_multi_step_from(iteration):  # more rows: chains
+        ix = torch.cat([ix, draw_line_windows(multi_step_starts(data), multi_step_windows, line_margin)])
     x = torch.stack([torch.from_numpy((data[i:i + block_size]).astype(np.int64)) for i in ix])
     y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + block_size]).astype(np.int64)) for i in ix])
     labels = get_labels(split, ix) if with_labels else {}
@@ -217,22 +229,57 @@ _newline_ids = None  # the ids of the vocabulary's newline tokens, read once for
 _newline_starts = {}  # split -> the offsets of its newline tokens where a window fits (found once)
 
 
-def newline_starts(split, data):
-    """The offsets (1-D long tensor) in a split's tokens of its newline tokens at which a window of block_size + 1
-    tokens fits: where line_windows draws windows. Exits with one line when there is none."""
+def vocabulary_newline_ids():
+    """newline_ids of the run's vocabulary, read once (exits with one line if it cannot be read)."""
     global _newline_ids
     if _newline_ids is None:
         try:
             _newline_ids = newline_ids(meta_path, tiktoken_file)
         except (ValueError, RuntimeError, FileNotFoundError) as e:
             sys.exit(f"train.py: {e}")
+    return _newline_ids
+
+
+def newline_starts(split, data):
+    """The offsets (1-D long tensor) in a split's tokens of its newline tokens at which a window of block_size + 1
+    tokens fits: where line_windows draws windows. Exits with one line when there is none."""
     if split not in _newline_starts:
-        offsets = line_starts(data, _newline_ids, block_size)
+        offsets = line_starts(data, vocabulary_newline_ids(), block_size)
         if len(offsets) == 0:
             sys.exit(f"train.py: --line_windows=True, but {split}.bin has no newline token where a window of "
                      f"block_size={block_size} fits; use --line_windows=False (nanoGPT's random offsets)")
         _newline_starts[split] = offsets
     return _newline_starts[split]
+
+
+_multi_step_starts = None  # the train split's line starts for multi_step_windows (found once)
+
+
+def after_multi_step_from(iteration):
+    """Whether training iteration is past multi_step_from of the training: of max_seconds when that is set (as the
+    learning rate's schedule), else of max_iters."""
+    if max_seconds > 0:
+        return time.time() - train_start > multi_step_from * max_seconds
+    return iteration > multi_step_from * max_iters
+
+
+def multi_step_starts(data):
+    """The offsets (1-D long tensor) in the train split's tokens data of the newlines that start a line holding a
+    multi-step program (dag_model.multi_step_rows of its step labels), where a window fits: where
+    multi_step_windows draws windows. Exits with one line when the labels are missing or hold none."""
+    global _multi_step_starts
+    if _multi_step_starts is None:
+        path = lambda name: os.path.join(data_dir, f'train_{LABEL_FILES[name]}')  # noqa: E731
+        if not (os.path.isfile(path('steps')) and os.path.isfile(path('steps_of'))):
+            sys.exit(f"train.py: --multi_step_windows={multi_step_windows} needs the step labels {path('steps')} "
+                     f"and {path('steps_of')} (data/numeric/prepare.py writes them); or use --multi_step_windows=0")
+        rows = np.flatnonzero(multi_step_rows(np.load(path('steps'))).numpy())
+        held = np.flatnonzero(np.isin(np.memmap(path('steps_of'), dtype=np.int32, mode='r'), rows))
+        _multi_step_starts = line_starts(data, vocabulary_newline_ids(), block_size, holding=held)
+        if len(_multi_step_starts) == 0:
+            sys.exit(f"train.py: --multi_step_windows={multi_step_windows}, but no line of train.bin with a window "
+                     f"of block_size={block_size} holds a multi-step program; use --multi_step_windows=0")
+    return _multi_step_starts
 
 
 # GPT+DAG learns faster from labels of the numbers in the text, when the dataset has them (data/numeric writes
@@ -354,6 +401,8 @@ if model_args.get('dag_depth', 0) > 0 and dag_value_loss > 0 and missing_labels 
              f"{', '.join(missing_labels)}): run prepare.py again, or set dag_value_loss=0")
 if use_labels:
     print(f"GPT+DAG auxiliary labels: roles, step values and ops (weight dag_value_loss={dag_value_loss})")
+if multi_step_windows > 0:  # find the lines now: a dataset without step labels stops here, not halfway through
+    multi_step_starts(np.memmap(os.path.join(data_dir, 'train.bin'), dtype=np.uint16, mode='r'))
 if meta_vocab_size is not None and meta_vocab_size > model_args['vocab_size']:
     sys.exit(f"train.py: {data_dir} has {meta_vocab_size} tokens but the model reads {model_args['vocab_size']}: "
              f"resume with the dataset it was trained on, or start a new out_dir")
@@ -536,7 +585,7 @@ if master_process:
     start_metrics()
 train_start = time.time()
 batch_rng_state = torch.get_rng_state()
-X, Y, L = get_batch('train', use_labels)  # fetch the very first batch (L: the DAG's labels, if any)
+X, Y, L = get_batch('train', use_labels, iter_num)  # fetch the very first batch (L: the DAG's labels, if any)
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
 train_stats = {}  # the diagnostics of the last logged training step (what W&B gets at an eval)
@@ -607,12 +656,13 @@ while True:
             logged = micro_step == gradient_accumulation_steps - 1 and iter_num % log_interval == 0 and master_process
             stats = {} if logged else None
             logits, loss = model(X, Y, **L, stats=stats)
+            step_rows = X.size(0)  # batch_size, or more with multi_step_windows (for MFU)
             loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
         # immediately async prefetch next batch while model is doing the forward pass on the GPU.
         # The generator state just before it is what a checkpoint saves: a resume replays this draw
         # and then the same eval as here, so it sees exactly the batches an uninterrupted run would
         batch_rng_state = torch.get_rng_state()
-        X, Y, L = get_batch('train', use_labels)
+        X, Y, L = get_batch('train', use_labels, iter_num + (micro_step == gradient_accumulation_steps - 1))
         # backward pass, with gradient scaling if training in fp16
         scaler.scale(loss).backward()
     # clip the gradient
@@ -635,7 +685,7 @@ while True:
         lossf = loss.item() * gradient_accumulation_steps
         check_finite('train loss', lossf)
         if local_iter_num >= 5:  # let the training loop settle a bit
-            mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, peak_flops or None)
+            mfu = raw_model.estimate_mfu(step_rows * gradient_accumulation_steps, dt, peak_flops or None)
             if mfu is not None:
                 running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
         train_stats = dict(zip(stats, torch.stack([v.float() for v in stats.values()]).tolist())) if stats else {}

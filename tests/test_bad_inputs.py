@@ -92,6 +92,9 @@ BAD_INPUTS = [
     ('train.py', [*TINY, '--eval_iters=0'], '--eval_iters=0'),
     ('train.py', [*TINY, '--line_windows=True', '--line_margin=-1'], '--line_margin=-1'),
     ('train.py', [*TINY, '--line_windows=True', '--block_size=499'], 'no newline token where a window'),
+    ('train.py', [*TINY, '--multi_step_windows=-1'], '--multi_step_windows=-1'),
+    ('train.py', [*TINY, '--multi_step_from=1.5'], '--multi_step_from=1.5'),
+    ('train.py', [*TINY, '--multi_step_windows=4'], 'needs the step labels'),  # at the start, not halfway
     ('train.py', [*TINY, '--gradient_accumulation_steps=0'], '--gradient_accumulation_steps=0'),
     ('train.py', [*TINY, '--batch_size=0'], '--batch_size=0'),
     ('train.py', [*TINY, '--dtype=float64'], "--dtype='float64'"),

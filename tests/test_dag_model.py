@@ -7,8 +7,8 @@ import torch
 from torch.nn import functional as F
 
 from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT, DAGController,
-                       DAGGPTConfig, dag_ops, linear_scan, program_loss, read_numbers, render_symbol, scratch_index,
-                       step_labels, value_features)
+                       DAGGPTConfig, dag_ops, linear_scan, multi_step_rows, program_loss, read_numbers, render_symbol,
+                       scratch_index, step_labels, value_features)
 
 D = torch.float64
 
@@ -182,6 +182,14 @@ def test_step_labels_and_the_model_passes_them_to_the_controller(monkeypatch):
     model(idx, idx, steps=steps)
     model(idx, idx)
     assert torch.equal(seen[0].nan_to_num(-1.0), step_labels(steps, 2).nan_to_num(-1.0)) and seen[1] is None
+
+
+def test_multi_step_rows_are_the_rows_with_two_or_more_values():
+    # a chain's parent (7 then 35), the answer on every step (one value), a single op, no label; arrays or tensors
+    nan = float('nan')
+    rows = [[nan, nan, 7.0, 35.0], [35.0] * 4, [nan, nan, nan, -2.5], [nan] * 4, [0.0, -0.0, nan, 0.0]]
+    assert multi_step_rows(rows).tolist() == [True, False, False, False, False]
+    assert multi_step_rows(torch.tensor(rows, dtype=D)).tolist() == [True, False, False, False, False]
 
 
 def test_steps_of_one_position_run_the_program_the_text_asks_for():

@@ -82,6 +82,8 @@ def test_line_windows_start_within_line_margin_before_a_newline_whose_window_fit
     assert back == {3: {0, 1, 2, 3}, 11: set(range(margin + 1)), 16: set(range(margin + 1))}  # 3 - 4 clamps to 0
     torch.manual_seed(0)
     assert torch.equal(draw_line_windows(starts, 2000, margin), ix)
+    # the lines that hold given offsets (multi_step_windows): 5 and 13 are in the lines after 3 and 11, 2 in none
+    assert line_starts(tokens, [newline], block_size, holding=np.array([2, 5, 13, 14, 40])).tolist() == [3, 11]
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(char_data):
@@ -159,6 +161,23 @@ def test_dag_training_loss_goes_down_and_resumes_exactly(numeric_data):
                          cwd=numeric_data)
     a, b = losses(straight.stdout), losses(resumed.stdout)
     assert min(b) == 20 and {i: a[i] for i in b} == b
+
+
+def test_multi_step_windows_from_halfway_and_resume_exactly(numeric_data):
+    """--multi_step_windows=4 from halfway: the batches of the iterations after max_iters / 2 get 4 more windows
+    that start near a line holding a multi-step program (other losses), the ones before are nanoGPT's (the same
+    losses), and a run resumed at the switch repeats the uninterrupted one."""
+    common = [*DAG, '--eval_interval=10', '--always_save_checkpoint=True', '--max_iters=20']
+    default = losses(run_script('train.py', *common, '--out_dir=out-ms-off', cwd=numeric_data).stdout)
+    multi = [*common, '--multi_step_windows=4', '--multi_step_from=0.5']
+    straight = losses(run_script('train.py', *multi, '--out_dir=out-ms', cwd=numeric_data).stdout)
+    assert all(straight[i] == default[i] for i in range(11)) and straight[11] != default[11], (straight, default)
+    # a first run that stops at the switch: with max_iters=10 and multi_step_from=1.0, iterations 0-10 draw as above
+    run_script('train.py', *multi, '--max_iters=10', '--multi_step_from=1.0', '--out_dir=out-ms-resume',
+               cwd=numeric_data)
+    resumed = losses(run_script('train.py', *multi, '--out_dir=out-ms-resume', '--init_from=resume',
+                                cwd=numeric_data).stdout)
+    assert min(resumed) == 10 and {i: straight[i] for i in resumed} == resumed
 
 
 def test_max_seconds_stops_with_a_checkpoint(numeric_data):
