@@ -1,8 +1,8 @@
 """
 Text to token ids and back: a dataset's character vocabulary (its meta.pkl, as nanoGPT writes it) or GPT-2's
 BPE through tiktoken, which also works offline from a local `gpt2.tiktoken` ranks file; the newline tokens that
-train.py's line_windows start windows near, and that draw (importable, so tests check it); plus fetching a text file
-for the prepare scripts (a local copy, or a download with a progress bar).
+train.py's line_windows and multi_step_windows start windows near, and that draw (importable, so tests check it);
+plus fetching a text file for the prepare scripts (a local copy, or a download with a progress bar).
 
 Files a user did not write are data: `meta.pkl` is read by an unpickler that accepts only plain values (no class,
 no function, so no code runs), and a dataset name that a checkpoint or a setting gives must stay inside data/.
@@ -132,9 +132,10 @@ def line_starts(tokens, ids, block_size, holding=None):
 
 
 def draw_line_windows(starts, batch_size, margin):
-    """batch_size window offsets (batch_size,) long for train.py's line_windows: each a random one of starts
-    (line_starts), moved back 0..margin tokens (uniform, not below 0), so a line is seen whole while positions
-    stay varied. Draws from torch's global generator, as nanoGPT's random offsets do, so a seed repeats it."""
+    """batch_size window offsets (batch_size,) long for train.py's line_windows (and multi_step_windows): each a
+    random one of starts (line_starts), moved back 0..margin tokens (uniform, not below 0), so a line is seen whole
+    while positions stay varied. Draws from torch's global generator, as nanoGPT's random offsets do, so a seed
+    repeats it."""
     ix = starts[torch.randint(len(starts), (batch_size,))]
     return (ix - torch.randint(margin + 1, (batch_size,))).clamp(min=0)
 
