@@ -279,6 +279,8 @@ def multi_step_starts(data):
         if len(_multi_step_starts) == 0:
             sys.exit(f"train.py: --multi_step_windows={multi_step_windows}, but no line of train.bin with a window "
                      f"of block_size={block_size} holds a multi-step program; use --multi_step_windows=0")
+        if master_process:
+            print(f"multi_step_windows: {len(_multi_step_starts):,} lines of train.bin hold a multi-step program")
     return _multi_step_starts
 
 

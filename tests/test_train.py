@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import pickle
 import re
 import socket
 import sqlite3
@@ -169,13 +170,24 @@ def test_multi_step_windows_from_halfway_and_resume_exactly(numeric_data):
     losses), and a run resumed at the switch repeats the uninterrupted one."""
     common = [*DAG, '--eval_interval=10', '--always_save_checkpoint=True', '--max_iters=20']
     default = losses(run_script('train.py', *common, '--out_dir=out-ms-off', cwd=numeric_data).stdout)
-    multi = [*common, '--multi_step_windows=4', '--multi_step_from=0.5']
-    straight = losses(run_script('train.py', *multi, '--out_dir=out-ms', cwd=numeric_data).stdout)
+    windows = [*common, '--multi_step_windows=4', '--multi_step_from=0.5']
+    out = run_script('train.py', *windows, '--out_dir=out-ms', cwd=numeric_data).stdout
+    straight = losses(out)
     assert all(straight[i] == default[i] for i in range(11)) and straight[11] != default[11], (straight, default)
+    # the lines it draws from, counted here another way: a line (after a newline where a window of block_size 48
+    # fits) with a token whose label row holds two or more different values
+    data = numeric_data / 'data' / 'numeric'
+    tokens = np.fromfile(data / 'train.bin', dtype=np.uint16)
+    steps_of = np.fromfile(data / 'train_steps_of.bin', dtype=np.int32)
+    multi = [len({v for v in row if v == v}) >= 2 for row in np.load(data / 'train_steps.npy').tolist()]
+    newline = pickle.load(open(data / 'meta.pkl', 'rb'))['stoi']['\n']
+    lines = np.split(np.arange(len(tokens)), np.flatnonzero(tokens == newline))[1:]  # each from its newline
+    count = sum(line[0] < len(tokens) - 48 and any(multi[r] for r in steps_of[line] if r >= 0) for line in lines)
+    assert f"multi_step_windows: {count:,} lines of train.bin hold a multi-step program" in out
     # a first run that stops at the switch: with max_iters=10 and multi_step_from=1.0, iterations 0-10 draw as above
-    run_script('train.py', *multi, '--max_iters=10', '--multi_step_from=1.0', '--out_dir=out-ms-resume',
+    run_script('train.py', *windows, '--max_iters=10', '--multi_step_from=1.0', '--out_dir=out-ms-resume',
                cwd=numeric_data)
-    resumed = losses(run_script('train.py', *multi, '--out_dir=out-ms-resume', '--init_from=resume',
+    resumed = losses(run_script('train.py', *windows, '--out_dir=out-ms-resume', '--init_from=resume',
                                 cwd=numeric_data).stdout)
     assert min(resumed) == 10 and {i: straight[i] for i in resumed} == resumed
 
