@@ -12,7 +12,6 @@ import os
 import pickle
 
 import numpy as np
-import torch
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -120,7 +119,7 @@ def newline_ids(meta_path=None, tiktoken_file=None):
 
 
 def line_starts(tokens, ids, block_size, holding=None):
-    """The offsets (1-D long tensor, ascending) of the tokens of tokens (1-D array of token ids) whose id is one of
+    """The offsets (1-D int64 array, ascending) of the tokens of tokens (1-D array of token ids) whose id is one of
     ids (newline_ids) and after which a window of block_size + 1 tokens fits: where line_windows draws windows.
     With holding (1-D int array of token offsets), only the newlines that start a line holding one of them (the
     last newline before each; train.py's multi_step_windows)."""
@@ -128,14 +127,15 @@ def line_starts(tokens, ids, block_size, holding=None):
     if holding is not None:
         before = np.searchsorted(offsets, holding) - 1  # the last newline before each held offset (-1: none)
         offsets = np.unique(offsets[before[before >= 0]])
-    return torch.from_numpy(offsets[offsets < len(tokens) - block_size])
+    return offsets[offsets < len(tokens) - block_size]
 
 
 def draw_line_windows(starts, batch_size, margin):
     """batch_size window offsets (batch_size,) long for train.py's line_windows (and multi_step_windows): each a
-    random one of starts (line_starts), moved back 0..margin tokens (uniform, not below 0), so a line is seen whole
-    while positions stay varied. Draws from torch's global generator, as nanoGPT's random offsets do, so a seed
-    repeats it."""
+    random one of starts (1-D long tensor: line_starts'), moved back 0..margin tokens (uniform, not below 0), so a
+    line is seen whole while positions stay varied. Draws from torch's global generator, as nanoGPT's random
+    offsets do, so a seed repeats it (and a checkpoint's generator state resumes it)."""
+    import torch  # here, not at the top: the prepare scripts that read text through this module need no torch
     ix = starts[torch.randint(len(starts), (batch_size,))]
     return (ix - torch.randint(margin + 1, (batch_size,))).clamp(min=0)
 

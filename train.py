@@ -244,7 +244,7 @@ def newline_starts(split, data):
     """The offsets (1-D long tensor) in a split's tokens of its newline tokens at which a window of block_size + 1
     tokens fits: where line_windows draws windows. Exits with one line when there is none."""
     if split not in _newline_starts:
-        offsets = line_starts(data, vocabulary_newline_ids(), block_size)
+        offsets = torch.from_numpy(line_starts(data, vocabulary_newline_ids(), block_size))
         if len(offsets) == 0:
             sys.exit(f"train.py: --line_windows=True, but {split}.bin has no newline token where a window of "
                      f"block_size={block_size} fits; use --line_windows=False (nanoGPT's random offsets)")
@@ -275,7 +275,7 @@ def multi_step_starts(data):
                      f"and {path('steps_of')} (data/numeric/prepare.py writes them); or use --multi_step_windows=0")
         rows = np.flatnonzero(multi_step_rows(np.load(path('steps'))).numpy())
         held = np.flatnonzero(np.isin(np.memmap(path('steps_of'), dtype=np.int32, mode='r'), rows))
-        _multi_step_starts = line_starts(data, vocabulary_newline_ids(), block_size, holding=held)
+        _multi_step_starts = torch.from_numpy(line_starts(data, vocabulary_newline_ids(), block_size, holding=held))
         if len(_multi_step_starts) == 0:
             sys.exit(f"train.py: --multi_step_windows={multi_step_windows}, but no line of train.bin with a window "
                      f"of block_size={block_size} holds a multi-step program; use --multi_step_windows=0")

@@ -72,7 +72,7 @@ def test_line_windows_start_within_line_margin_before_a_newline_whose_window_fit
     the draw (a resumed run sees the same batches)."""
     newline, block_size, margin = 1, 8, 4
     tokens = np.array([5] * 3 + [newline] + [5] * 7 + [newline] + [5] * 4 + [newline] + [5] * 20 + [newline] + [5] * 3)
-    starts = line_starts(tokens, [newline], block_size)
+    starts = torch.from_numpy(line_starts(tokens, [newline], block_size))
     assert starts.tolist() == [3, 11, 16]  # the newline at 37 has 3 tokens after it: no window fits
     torch.manual_seed(0)
     ix = draw_line_windows(starts, 2000, margin)
