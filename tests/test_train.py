@@ -192,6 +192,16 @@ def test_multi_step_windows_from_halfway_and_resume_exactly(numeric_data):
     assert min(resumed) == 10 and {i: straight[i] for i in resumed} == resumed
 
 
+def test_multi_step_from_runs_on_the_clock_with_max_seconds(numeric_data):
+    """With max_seconds, multi_step_from is a fraction of the time, not of max_iters: from 0.0 the very first
+    batch (of iteration 0, whose loss no update has touched yet) already holds the extra windows, from 1.0 it does
+    not, whatever max_iters says (an iteration count would give both runs nanoGPT's first batch)."""
+    timed = [*DAG, '--max_iters=100000', '--eval_interval=100000', '--max_seconds=1', '--multi_step_windows=4']
+    first = [losses(run_script('train.py', *timed, f'--multi_step_from={start}', f'--out_dir=out-clock-{start}',
+                               cwd=numeric_data).stdout)[0] for start in (0.0, 1.0)]
+    assert first[0] != first[1], first
+
+
 def test_max_seconds_stops_with_a_checkpoint(numeric_data):
     proc = run_script('train.py', *DAG, '--max_iters=100000', '--eval_interval=100000', '--max_seconds=3',
                       '--dag_topk=3', '--dag_key_dim=8', '--out_dir=out-timed', cwd=numeric_data)
