@@ -173,8 +173,8 @@ COMPOSED_TEMPLATES = {op: tuple(t for t in dict.fromkeys(frame.replace("{q}", co
                                                           for core in CORES[op]) if t not in TEMPLATES[op])
                       for op in CORES}
 P_COMPOSED = 0.5
-P_MULTI = 0.2  # the share of chains among the train and val problems by default (the held-out splits: a tenth);
-# against a tenth, over 6 seeds of the main job: NOTES.md, fifteenth session
+P_MULTI = 0.3  # the share of chains among the train and val problems by default (the held-out splits: a tenth);
+# a tenth -> a fifth -> 0.3 over 6 seeds of the main job: NOTES.md, fifteenth and eighteenth sessions
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 # Every printable ASCII char and the line end, sorted: the vocabulary does not depend on the templates, the seed or
@@ -815,7 +815,7 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     mix (Tiny Shakespeare's ~1.0M train chars against ~27 chars a problem: n_train=40000 is about half prose).
     Returns a summary dict: per split {'problems', 'max_chars'} (+ 'tokens' for train and val, and with prose
     'prose_tokens'), vocab_size, paths, seconds. p_multi: the share of chains among the train and val problems
-    (make_problem; P_MULTI, a fifth, by default; None: a tenth, as in every held-out split). answer_all_steps
+    (make_problem; P_MULTI, 0.3, by default; None: a tenth, as in every held-out split). answer_all_steps
     (the default): the answer's label row is the answer in every column (step_rows; False: the root's close row;
     the train and val text is the same either way). Raises ValueError for max_digits, max_ops or p_multi out of
     range, and FileNotFoundError / ValueError for a missing or unreadable prose file.
