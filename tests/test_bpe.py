@@ -3,6 +3,7 @@ chunks, through the module path training and generation use (DAGGPT.dag, DAGGPT.
 both tokenizations. The GPT-2 ranks come from ../shared/data."""
 import pickle
 import random
+import re
 
 import numpy as np
 import pytest
@@ -248,8 +249,12 @@ def test_prepare_writes_the_corpus_in_gpt2_tokens(tmp_path, enc, gpt2_tokens):
         row = steps_of[end - 1]  # the answer's last token
         span = np.flatnonzero(steps_of[first:end] == row) + first
         assert span.size and np.array_equal(span, np.arange(span[0], end))  # one run, up to the answer's end
-        answer_text = enc.decode(ids[span[1]:end].tolist()).strip()
+        # the answer, from the token that holds its first char (in "...)=-1164.306" GPT-2 merges the prompt's "=" and
+        # the answer's "-" into one token "=-", so that token's text starts before the answer)
+        tail = enc.decode(ids[span[1]:end].tolist())
+        answer_text = re.search(r'-?\d+(\.\d+)?$', tail)[0]
         assert float(answer_text) == steps[row, -1]
+        assert len(enc.decode(ids[span[1] + 1:end].tolist())) < len(answer_text) <= len(tail.strip())
         closes = np.flatnonzero(steps_of[first:span[0]] >= 0) + first  # inside the prompt: where ops close
         assert (roles[closes - 1] != 0).all()  # right after a number's last token (or its ',' / '.')
         assert (steps[steps_of[span[0]]] == steps[row])[~np.isnan(steps[row])].all()
