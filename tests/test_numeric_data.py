@@ -651,7 +651,7 @@ def test_cli_passes_p_multi_and_answer_all_steps(tmp_path):
     assert bad.returncode != 0 and "p_multi=1.5" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_p_multi_of_the_train_and_val_problems_are_chains_by_default(corpus):
+def test_the_default_share_of_chains_in_train_and_val_is_p_multi(corpus):
     """prepare()'s default P_MULTI: a problem whose ops labels name ops at two or more places (runs of adjacent
     chars: "7." in "5 + 7. " is one) is a chain; a single op names one at most. The held-out test split keeps a
     tenth (make_problem's uniform draw)."""
@@ -662,6 +662,6 @@ def test_p_multi_of_the_train_and_val_problems_are_chains_by_default(corpus):
     for split, tolerance in (("train", 0.03), ("val", 0.08)):
         lines = corpus["texts"][split].splitlines()
         share = sum(places(line) >= 2 for line in lines) / len(lines)
-        assert abs(share - 0.3) < tolerance, (split, share)
+        assert abs(share - prep.P_MULTI) < tolerance, (split, share)
     test = [p for p in corpus["problems"] if p["split"] == "test"]
     assert abs(sum(p["op"] == "multi" for p in test) / len(test) - 0.1) < 0.05
