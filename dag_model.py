@@ -517,14 +517,10 @@ class DAGController(nn.Module):
         B, Tq, C = ctx.shape
         Tk = token_keys.size(1)
         masks = self.operand_mask(length, Tq)
-        # every step's two operand queries (B, Tq, 2, dk), each from its own slice of the weight: every gradient
-        # stays contiguous (sliced after one Linear, the rank logits' backward matmul took a strided gradient, 4.3 ms
-        # instead of 1.0 of a ~280 ms training step; the same values, NOTES.md)
-        weight, bias = self.query.weight.view(self.depth, -1, C), self.query.bias.view(self.depth, -1)
-        queries = [F.linear(ctx, weight[k], bias[k]).view(B, Tq, 2, self.key_dim) for k in range(self.depth)]
+        queries = self.query(ctx).view(B, Tq, self.depth, 2, self.key_dim)  # every step's two operand queries
         rank_table = self.rank_emb.weight if self.depth == 1 else \
             torch.cat([self.rank_emb.weight, self.scratch_rank_emb.weight])  # the rank indices of operand_mask
-        rank_logits = [q @ rank_table.T for q in queries]  # (B, Tq, 2, 2 MAX_RANK) each
+        rank_logits = queries @ rank_table.T  # (B, Tq, dag_depth, 2, 2 MAX_RANK)
         op_logits = self.op_head(ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
         # the nodes, per kind (the tokens, then each step's scratch nodes): keys (B, Tk, dk), values (B, Tk)
         # float64, and the token each node's op is read at (B, Tk) long (a token its own, a scratch node its left
@@ -536,7 +532,7 @@ class DAGController(nn.Module):
         # one view per step: unbind's backward stacks the steps' gradients once (a slice [:, :, k] filled a
         # full-size zero gradient for every step, ~9 ms of a 250 ms training step)
         per_step = lambda x: x.movedim(2, 0).unbind(0)  # noqa: E731: (B, Tq, dag_depth, ...) -> (B, Tq, ...) each
-        ctx = dict(masks=masks, queries=queries, rank_logits=rank_logits,
+        ctx = dict(masks=masks, queries=per_step(queries), rank_logits=per_step(rank_logits),
                    op_logits=per_step(op_logits), anchor_logits=anchor_logits, program=program,
                    labels=per_step(labels) if labels is not None else None)
         steps = []
@@ -598,7 +594,7 @@ class DAGController(nn.Module):
     def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, labels=None):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
         them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
-        steps' scratch nodes (see forward); masks: operand_mask's; per step (sequences of dag_depth): queries (B, Tq,
+        steps' scratch nodes (see forward); masks: operand_mask's; per step (tuples of dag_depth): queries (B, Tq,
         2, dk) (dk = dag_key_dim), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9); anchor_logits (B, Tk,
         9). Returns a dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see
         forward), its candidates' results and weights (see features) and what diagnostics and the auxiliary loss
