@@ -132,9 +132,9 @@ def line_starts(tokens, ids, block_size, holding=None):
 
 def draw_line_windows(starts, batch_size, margin):
     """batch_size window offsets (batch_size,) long for train.py's line_windows (and multi_step_windows): each a
-    random one of starts (1-D long tensor: line_starts' array, torch.from_numpy), moved back 0..margin tokens (uniform, not below 0), so a
-    line is seen whole while positions stay varied. Draws from torch's global generator, as nanoGPT's random
-    offsets do, so a seed repeats it (and a checkpoint's generator state resumes it)."""
+    random one of starts (1-D long tensor: line_starts' array, torch.from_numpy), moved back 0..margin tokens
+    (uniform, not below 0), so a line is seen whole while positions stay varied. Draws from torch's global
+    generator, as nanoGPT's random offsets do, so a seed repeats it (and a checkpoint's generator state resumes it)."""
     import torch  # here, not at the top: the prepare scripts that read text through this module need no torch
     ix = starts[torch.randint(len(starts), (batch_size,))]
     return (ix - torch.randint(margin + 1, (batch_size,))).clamp(min=0)
