@@ -220,6 +220,12 @@ def render_symbol(v, j):
     return torch.where((neg == 1) & (j == 0), SYMBOLS.index('-'), out)
 
 
+def gumbel_noise(shape, device):
+    """Standard Gumbel samples -log(-log u) of the given shape, float32, u uniform clamped to [1e-9, 1 - 1e-9]
+    (so |g| < 21). In place after one draw: the same bits as the out-of-place formula, fewer passes."""
+    return torch.rand(shape, device=device).clamp_(1e-9, 1 - 1e-9).log_().neg_().log_()
+
+
 def straight_through(hard, soft):
     """The forward value of hard, bit for bit, with the gradient of soft (same shape, float).
 
@@ -517,10 +523,14 @@ class DAGController(nn.Module):
         B, Tq, C = ctx.shape
         Tk = token_keys.size(1)
         masks = self.operand_mask(length, Tq)
-        queries = self.query(ctx).view(B, Tq, self.depth, 2, self.key_dim)  # every step's two operand queries
+        # every step's two operand queries (B, Tq, 2, dk), each from its own slice of the weight: every gradient
+        # stays contiguous (sliced after one Linear, the rank logits' backward matmul took a strided gradient, 4.3 ms
+        # instead of 1.0 of a ~280 ms training step; the same values, NOTES.md)
+        weight, bias = self.query.weight.view(self.depth, -1, C), self.query.bias.view(self.depth, -1)
+        queries = [F.linear(ctx, weight[k], bias[k]).view(B, Tq, 2, self.key_dim) for k in range(self.depth)]
         rank_table = self.rank_emb.weight if self.depth == 1 else \
             torch.cat([self.rank_emb.weight, self.scratch_rank_emb.weight])  # the rank indices of operand_mask
-        rank_logits = queries @ rank_table.T  # (B, Tq, dag_depth, 2, 2 MAX_RANK)
+        rank_logits = [q @ rank_table.T for q in queries]  # (B, Tq, 2, 2 MAX_RANK) each
         op_logits = self.op_head(ctx).float().view(B, Tq, self.depth, len(OPS))  # every step's op logits
         # the nodes, per kind (the tokens, then each step's scratch nodes): keys (B, Tk, dk), values (B, Tk)
         # float64, and the token each node's op is read at (B, Tk) long (a token its own, a scratch node its left
@@ -532,7 +542,7 @@ class DAGController(nn.Module):
         # one view per step: unbind's backward stacks the steps' gradients once (a slice [:, :, k] filled a
         # full-size zero gradient for every step, ~9 ms of a 250 ms training step)
         per_step = lambda x: x.movedim(2, 0).unbind(0)  # noqa: E731: (B, Tq, dag_depth, ...) -> (B, Tq, ...) each
-        ctx = dict(masks=masks, queries=per_step(queries), rank_logits=per_step(rank_logits),
+        ctx = dict(masks=masks, queries=queries, rank_logits=rank_logits,
                    op_logits=per_step(op_logits), anchor_logits=anchor_logits, program=program,
                    labels=per_step(labels) if labels is not None else None)
         steps = []
@@ -594,7 +604,7 @@ class DAGController(nn.Module):
     def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, labels=None):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
         them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
-        steps' scratch nodes (see forward); masks: operand_mask's; per step (tuples of dag_depth): queries (B, Tq,
+        steps' scratch nodes (see forward); masks: operand_mask's; per step (sequences of dag_depth): queries (B, Tq,
         2, dk) (dk = dag_key_dim), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9); anchor_logits (B, Tk,
         9). Returns a dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see
         forward), its candidates' results and weights (see features) and what diagnostics and the auxiliary loss
@@ -608,7 +618,8 @@ class DAGController(nn.Module):
             one_hots = [F.one_hot(torch.as_tensor(n, device=logits.device), logits.size(-1)) for n in forced[:2]]
             logits = logits + FORCE * torch.stack(torch.broadcast_tensors(*one_hots)).view(2, 1, -1, logits.size(-1))
         with_probs = torch.is_grad_enabled() or labels is not None  # what only the backward pass and the loss read
-        i, p, v, probs = self.choose(logits, node_values[None, :, None].expand_as(logits), with_probs)
+        visible = bias == 0 if self.training else None  # the nodes whose exploration noise can matter
+        i, p, v, probs = self.choose(logits, node_values[None, :, None].expand_as(logits), with_probs, visible)
         (i_a, i_b), (v_a, v_b), (p_a, p_b) = i, v, p if with_probs else (None, None)  # (B, Tq, K) each
         anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
         anchor = anchors.gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
@@ -672,13 +683,14 @@ class DAGController(nn.Module):
         ranks = rank_logits.gather(-1, rank.expand(2, *rank.shape))
         return ((scores + ranks) / math.sqrt(dk) + bias).float()
 
-    def choose(self, logits, node_values, with_probs=True):
+    def choose(self, logits, node_values, with_probs=True, visible=None):
         """Operand logits (..., N) -> the top-K candidate nodes (..., K) long, sorted by the exploration sample so
         that index 0 is the hard choice; their renormalised probabilities (..., K); their values (..., K) float64
-        (of node_values (..., N)); the full softmax (..., N). Without with_probs (generation: only the backward
-        pass and the auxiliary loss read them) both probabilities are None."""
+        (of node_values (..., N)); the full softmax (..., N). visible (..., N) bool, broadcastable: the nodes
+        operand_mask lets through (see `explore`). Without with_probs (generation: only the backward pass and the
+        auxiliary loss read them) both probabilities are None."""
         K = min(self.topk, logits.size(-1))
-        i = self.explore(logits).topk(K, dim=-1).indices
+        i = self.explore(logits, visible).topk(K, dim=-1).indices
         if not with_probs:
             return i, None, node_values.gather(-1, i), None
         probs = F.softmax(logits, dim=-1)
@@ -686,14 +698,24 @@ class DAGController(nn.Module):
         return i, p / p.sum(-1, keepdim=True).clamp(min=1e-9), node_values.gather(-1, i), probs  # 1e-9: no 0 / 0
 
     @torch.no_grad()
-    def explore(self, logits):
-        """The logits the hard choices are taken from: in training, with Gumbel noise, so that the choice is a
-        sample of the softmax and other programs get tried (the straight-through Gumbel-softmax of Jang et al.
-        2017); in eval mode, the logits themselves (argmax)."""
+    def explore(self, logits, visible=None):
+        """The logits (..., N) the hard choices are taken from: in training, with Gumbel noise, so that the choice
+        is a sample of the softmax and other programs get tried (the straight-through Gumbel-softmax of Jang et
+        al. 2017); in eval mode, the logits themselves (argmax). With visible (bool, broadcastable to the last
+        dims of logits; the first dims are drawn apart), only those entries get noise: a masked operand's logit
+        sits at NOT_A_NUMBER or FUTURE, where float32's spacing (64, 128) swallows any Gumbel sample (|g| < 21),
+        so its noise changed nothing; a sixth of the nodes are visible, and the CPU's random numbers were ~5% of
+        a training step (NOTES.md)."""
         if not self.training:
             return logits
-        gumbel = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9).log_().neg_().log_()  # in place: the same bits
-        return logits - gumbel
+        if visible is None:
+            return logits - gumbel_noise(logits.shape, logits.device)
+        lead = logits.dim() - visible.dim()  # the dims drawn apart (operand a and b)
+        where = visible.expand(logits.shape[lead:]).flatten().nonzero().squeeze(1)
+        out = logits.clone(memory_format=torch.contiguous_format)
+        rows = out.view(*logits.shape[:lead], -1).flatten(0, lead - 1)  # (a and b, entries)
+        rows.index_add_(1, where, -gumbel_noise((rows.size(0), where.numel()), logits.device))
+        return out
 
     @staticmethod
     def candidate_results(v_a, v_b, op_hard):

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT, DAGController,
-                       DAGGPTConfig, dag_ops, linear_scan, multi_step_rows, program_loss, read_numbers, render_symbol,
-                       scratch_index, step_labels, value_features)
+from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, NOT_A_NUMBER, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT,
+                       DAGController, DAGGPTConfig, dag_ops, linear_scan, multi_step_rows, program_loss, read_numbers,
+                       render_symbol, scratch_index, step_labels, value_features)
 
 D = torch.float64
 
@@ -683,3 +683,20 @@ def test_dense_programs_give_the_model_the_same_loss_as_compact_ones(monkeypatch
     assert aux_loss > 0 and torch.equal(loss_c, loss_d) and len(grads_c) == len(grads_d)
     # float32 gradients summed in another order (zero rows among the dense ones): equal to rounding (2e-10 here)
     assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(grads_c, grads_d))
+
+
+def test_exploration_samples_the_softmax_of_the_visible_operands_and_leaves_masked_logits_alone():
+    """In training a choice is a Gumbel-max sample of the softmax over the nodes operand_mask lets through: only
+    they get noise (a masked logit keeps its bits), each operand side draws its own, and eval mode adds none."""
+    controller = DAGController(DAGGPTConfig(n_embd=16, n_head=2, dag_depth=2)).train()
+    torch.manual_seed(0)
+    visible = torch.tensor([True, False, True, True, False, False])
+    scores = torch.tensor([1.0, 0.5, 0.0, -1.0, 2.0, 0.0])
+    logits = torch.where(visible, scores, scores + NOT_A_NUMBER).expand(2, 20000, 6)  # (a and b, positions, N)
+    noisy = controller.explore(logits, visible)
+    assert torch.equal(noisy[..., ~visible], logits[..., ~visible])
+    assert not torch.equal(noisy[0], noisy[1])
+    share = F.one_hot(noisy.argmax(-1), 6).double().mean((0, 1))
+    expected = torch.zeros(6, dtype=D).masked_scatter(visible, torch.softmax(scores[visible].double(), -1))
+    assert (share - expected).abs().max() < 0.01  # 40,000 draws: the standard error is below 0.0025
+    assert torch.equal(controller.eval().explore(logits, visible), logits)
