@@ -1,12 +1,12 @@
 """
 GPT+DAG against a plain GPT of about the same number of parameters, on the numeric corpus, over several seeds:
 exact-match accuracy on the held-out test, extrapolation and phrasing problems (eval_numeric.py). Each run is
-`train.py config/train_default.py` for a fixed number of iterations (the main job's 750 by default, so the figures
-do not depend on the machine), or, with --seconds, for equal wall-clock time (the learning-rate schedule then runs
-on the clock). Each run's ms/iter is printed, so the cost is seen next to the accuracy. Runs are sequential; keep the
-machine otherwise idle for --seconds.
+`train.py config/train_default.py` for a fixed number of iterations (by default the config's: the main job's 1400
+batches of 16, so the figures do not depend on the machine), or, with --seconds, for equal wall-clock time (the
+learning-rate schedule then runs on the clock). Each run's ms/iter is printed, so the cost is seen next to the
+accuracy. Runs are sequential; keep the machine otherwise idle for --seconds.
 
-$ python data/numeric/prepare.py && python compare_numeric.py          # GPT+DAG, matched GPT, 3 seeds x 750 iters
+$ python data/numeric/prepare.py && python compare_numeric.py          # GPT+DAG, matched GPT, 3 seeds x 1400 iters
 $ python compare_numeric.py --models=gpt,dag,dag-nolabels --seeds=1337  # with and without the auxiliary labels
 $ python compare_numeric.py --seconds=300                               # equal time instead of equal iterations
 $ python compare_numeric.py --train_args="--n_embd=64 --batch_size=16"   # more train.py settings for every run
@@ -89,7 +89,7 @@ def plot_summary(path, out_dir, summary):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--iters', type=int, default=750, help='training iterations per run')
+    parser.add_argument('--iters', type=int, default=0, help="training iterations per run (0: the config's max_iters)")
     parser.add_argument('--seconds', type=float, default=0, help='> 0: train for this long instead (equal time)')
     parser.add_argument('--seeds', default='1337,1338,1339')
     parser.add_argument('--models', default='gpt,dag', help=f"comma-separated, of {', '.join(MODELS)}")
@@ -108,10 +108,10 @@ def main():
     for seed in args.seeds.split(','):
         for name in models:
             out = os.path.join(args.out_dir, f'{name}-{seed}')
-            # the last eval writes the checkpoint: at max_seconds, or at iteration --iters
+            # the last eval writes the checkpoint: at max_seconds, or at iteration --iters (or the config's max_iters)
             budget = ['--max_iters=1000000', '--eval_interval=1000000', f'--max_seconds={args.seconds}'] \
                 if args.seconds > 0 else [f'--max_iters={args.iters}', f'--lr_decay_iters={args.iters}',
-                                          f'--eval_interval={args.iters}']
+                                          f'--eval_interval={args.iters}'] if args.iters > 0 else []
             tiktoken = [f'--tiktoken_file={args.tiktoken_file}'] if args.tiktoken_file else []
             train_log = run([os.path.join(ROOT, 'train.py'), args.config, *tiktoken,
                              *args.train_args.split(), *MODELS[name][1], f'--seed={seed}', *budget,
