@@ -705,10 +705,10 @@ class DAGController(nn.Module):
         dims of logits; the first dims are drawn apart), only those entries get noise: a masked operand's logit
         sits at NOT_A_NUMBER or FUTURE, where float32's spacing (64, 128) swallows any Gumbel sample (|g| < 21),
         so its noise changed nothing; a sixth of the nodes are visible, and the CPU's random numbers were ~5% of
-        a training step (NOTES.md)."""
+        a training step (NOTES.md). On the CPU only, as `programs`' compact rows."""
         if not self.training:
             return logits
-        if visible is None:
+        if visible is None or logits.device.type != 'cpu':  # a GPU: nonzero would stall the host, break compile
             return logits - gumbel_noise(logits.shape, logits.device)
         lead = logits.dim() - visible.dim()  # the dims drawn apart (operand a and b)
         where = visible.expand(logits.shape[lead:]).flatten().nonzero().squeeze(1)
