@@ -710,10 +710,10 @@ class DAGController(nn.Module):
             return logits
         if visible is None or logits.device.type != 'cpu':  # a GPU: nonzero would stall the host, break compile
             return logits - gumbel_noise(logits.shape, logits.device)
-        lead = logits.dim() - visible.dim()  # the dims drawn apart (operand a and b)
-        where = visible.expand(logits.shape[lead:]).flatten().nonzero().squeeze(1)
+        visible = visible.expand(logits.shape[logits.dim() - visible.dim():])
+        where = visible.flatten().nonzero().squeeze(1)
         out = logits.clone(memory_format=torch.contiguous_format)
-        rows = out.view(*logits.shape[:lead], -1).flatten(0, lead - 1)  # (a and b, entries)
+        rows = out.view(-1, visible.numel())  # (the leading dims, the entries visible covers): a row per draw
         rows.index_add_(1, where, -gumbel_noise((rows.size(0), where.numel()), logits.device))
         return out
 

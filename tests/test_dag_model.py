@@ -700,3 +700,27 @@ def test_exploration_samples_the_softmax_of_the_visible_operands_and_leaves_mask
     expected = torch.zeros(6, dtype=D).masked_scatter(visible, torch.softmax(scores[visible].double(), -1))
     assert (share - expected).abs().max() < 0.01  # 40,000 draws: the standard error is below 0.0025
     assert torch.equal(controller.eval().explore(logits, visible), logits)
+
+
+def test_training_choices_explore_on_the_models_own_path_and_keep_to_visible_operands():
+    """DAGGPT.dag in train mode: another noise draw changes some operands (the visible ones do get noise), every
+    chosen operand is one operand_mask lets through wherever any is, and eval mode chooses the same each time."""
+    model = tiny_dag(depth=2, seed=3)
+    idx = torch.tensor([[TINY_VOCAB.index(c) for c in '\n12+345=357\n8-5=3\n6+9=15\n7']])
+    choices = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        choices.append(model.dag(idx, model.hidden_states(idx))[1]['choices'])
+    assert not torch.equal(*(c[:, :, 0, :2] for c in choices))  # step 0's operands: only their noise can move them
+    T = idx.size(1)
+    length = model.dag(idx, model.hidden_states(idx))[1]['length']
+    bias = model.controller.operand_mask(length, T)[0]  # (1, T, depth T): 0 where an operand may be read
+    for k in range(2):
+        visible = bias[..., :T * (1 + k)] == 0
+        chosen = choices[0][:, :, k, :2]  # (1, T, 2) node indices
+        some = visible.any(-1, keepdim=True)
+        assert (visible.gather(-1, chosen) | ~some).all()
+    model.eval()
+    with torch.no_grad():
+        a, b = (model.dag(idx, model.hidden_states(idx))[1]['choices'] for _ in range(2))
+    assert torch.equal(a, b)
