@@ -100,6 +100,9 @@ def main():
                         help='the train.py config of every run (config/train_numeric_gpt2.py: the corpus in BPE)')
     parser.add_argument('--tiktoken_file', default='', help='GPT-2 BPE offline: a local gpt2.tiktoken')
     args = parser.parse_args()
+    if args.iters < 0:
+        sys.exit(f"compare_numeric.py: --iters={args.iters}: use a number of iterations >= 1, or 0 for the config's "
+                 "max_iters")
     models = args.models.split(',')
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -152,7 +155,9 @@ def main():
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"compare_numeric.py: {e}")
     print(f"\nwrote {picture}")
-    print(json.dumps({'iters': args.iters, 'seconds': args.seconds, 'models': summary}))
+    first_run = next(iter(results.values()))[0]
+    iters = args.iters or (0 if args.seconds > 0 else first_run['iters'])  # --iters=0: the config's max_iters, as run
+    print(json.dumps({'iters': iters, 'seconds': args.seconds, 'models': summary}))
 
 
 if __name__ == '__main__':

@@ -23,3 +23,17 @@ def test_compare_runs_each_model_and_seed(tmp_path):
     assert re.search(r'^\[dag-nolabels-2\] step 3: train loss [\d.]+, val loss', proc.stdout, re.M)
     assert 'wrote out-compare/compare.png' in proc.stdout
     assert_png(tmp_path / 'out-compare' / 'compare.png')
+
+
+def test_compare_trains_the_configs_max_iters_unless_told_and_refuses_a_negative_count(tmp_path):
+    """Without --iters each run trains the config's max_iters (here the one --train_args sets after the config), and
+    the summary says how many; --iters=-1 stops with one line."""
+    run_script('data/numeric/prepare.py', '--out_dir', tmp_path / 'data' / 'numeric', '--n_train=2000',
+               '--n_val=200', '--n_test=20', '--n_extrap=10', '--n_phrasing=10', cwd=tmp_path)
+    proc = run_script('compare_numeric.py', '--seeds=1', '--models=gpt4',
+                      '--train_args=--n_layer=1 --n_embd=32 --batch_size=4 --eval_iters=2 --max_iters=4 '
+                      '--lr_decay_iters=4 --eval_interval=2', cwd=tmp_path)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary['iters'] == 4 and summary['models']['gpt4']['runs'][0]['iters'] == 4
+    bad = run_script('compare_numeric.py', '--iters=-1', cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and '--iters=-1' in bad.stderr and 'Traceback' not in bad.stderr
