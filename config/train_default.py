@@ -18,7 +18,7 @@ gradient_accumulation_steps = 1
 batch_size = 16  # with max_iters = 1400: twice the updates of 32 x 750 in about the same time (the CPU's step is
 # ~linear in the batch); over 10 seeds test 93.6 -> 94.2%, test chains 44.3 -> 48.4%, held-out phrasings 54.4 -> 59.5%,
 # single ops 99.1 -> 99.3%, extrap 91.5 -> 91.2% (its single ops 98.1 -> 97.5%) (NOTES.md, 20th session; 8 x 2100 was
-# lower on 2 seeds, and 8 x 2800 takes 1.3x the time)
+# lower on 2 seeds, and 8 x 2800 takes 1.37x the time on 2 threads)
 block_size = 64  # 99.5% of the problems are shorter (the longest, 4-op chains, reach ~95 characters)
 
 n_layer = 4
