@@ -107,7 +107,7 @@ line_margin = 16  # with line_windows: the most tokens a window starts before it
 multi_step_windows = 0  # on a dataset with step labels (GPT or GPT+DAG): after multi_step_from of the training, each
 # batch gets this many more windows, each starting 0..line_margin tokens before a line that holds a multi-step program
 # (a label row with two or more different values: data/numeric's chains); 0: none. config/train_default.py sets 5 on
-# batches of 16 (21 from halfway, ~15% more time). Measured as 10 on batches of 32: over 6 seeds, on a corpus a fifth
+# batches of 16 (21 from a quarter of the training). Measured as 10 on batches of 32: over 6 seeds, on a corpus a fifth
 # chains, test chains 31.0 -> 40.3% (higher on all 6), held-out phrasings 56.7 -> 52.1%, and 10 more random windows
 # gave no more chains (NOTES.md, 17th session); on prepare.py's 30% chains, test chains 44.1%, phrasings 54.5% (18th)
 multi_step_from = 0.5  # the fraction of the training (of max_iters, or of max_seconds) before multi_step_windows starts
