@@ -39,7 +39,7 @@ multi_step_windows = 5  # 5 more windows a batch that start at a chain's line (b
 # 18th session)
 multi_step_from = 0.25  # the chain windows from a quarter of the training, not train.py's halfway: over 10 seeds test
 # chains 48.4 -> 50.9%, extrapolation 91.2 -> 92.3% (its single ops 97.5 -> 98.3%), held-out phrasings 59.5 -> 58.3%,
-# for 2-3% more time (NOTES.md, 21st session; from the start, 2 seeds: phrasings -4, 10% more time)
+# for 2-3% more time (NOTES.md, 21st session; from the start, 2 seeds: phrasings -4, 12% more time)
 
 # device, dtype and compile: train.py's defaults (CUDA with bf16 and torch.compile where there is a GPU, as on a
 # RunPod pod; else the CPU, eager). GPT+DAG compiles (CPU inductor: ~2 min, 5% faster here; NOTES.md)
