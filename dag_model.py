@@ -618,8 +618,7 @@ class DAGController(nn.Module):
             one_hots = [F.one_hot(torch.as_tensor(n, device=logits.device), logits.size(-1)) for n in forced[:2]]
             logits = logits + FORCE * torch.stack(torch.broadcast_tensors(*one_hots)).view(2, 1, -1, logits.size(-1))
         with_probs = torch.is_grad_enabled() or labels is not None  # what only the backward pass and the loss read
-        # the nodes whose exploration noise can matter (`explore` uses them on the CPU only)
-        visible = bias == 0 if self.training and bias.device.type == 'cpu' else None
+        visible = bias == 0 if self.training else None  # the nodes whose exploration noise can matter
         i, p, v, probs = self.choose(logits, node_values[None, :, None].expand_as(logits), with_probs, visible)
         (i_a, i_b), (v_a, v_b), (p_a, p_b) = i, v, p if with_probs else (None, None)  # (B, Tq, K) each
         anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
