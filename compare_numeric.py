@@ -107,14 +107,17 @@ def main():
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         sys.exit(f"unknown model {unknown}: choose from {list(MODELS)}")
+    # every run's budget; the last eval writes the checkpoint: at max_seconds, or at iteration --iters (or, with
+    # neither, at the config's own max_iters)
+    budget = []
+    if args.seconds > 0:
+        budget = ['--max_iters=1000000', '--eval_interval=1000000', f'--max_seconds={args.seconds}']
+    elif args.iters > 0:
+        budget = [f'--max_iters={args.iters}', f'--lr_decay_iters={args.iters}', f'--eval_interval={args.iters}']
     results = {m: [] for m in models}
     for seed in args.seeds.split(','):
         for name in models:
             out = os.path.join(args.out_dir, f'{name}-{seed}')
-            # the last eval writes the checkpoint: at max_seconds, or at iteration --iters (or the config's max_iters)
-            budget = ['--max_iters=1000000', '--eval_interval=1000000', f'--max_seconds={args.seconds}'] \
-                if args.seconds > 0 else [f'--max_iters={args.iters}', f'--lr_decay_iters={args.iters}',
-                                          f'--eval_interval={args.iters}'] if args.iters > 0 else []
             tiktoken = [f'--tiktoken_file={args.tiktoken_file}'] if args.tiktoken_file else []
             train_log = run([os.path.join(ROOT, 'train.py'), args.config, *tiktoken,
                              *args.train_args.split(), *MODELS[name][1], f'--seed={seed}', *budget,
