@@ -710,10 +710,11 @@ def test_training_choices_explore_on_the_models_own_path_and_keep_to_visible_ope
     choices = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        choices.append(model.dag(idx, model.hidden_states(idx))[1]['choices'])
+        out = model.dag(idx, model.hidden_states(idx))[1]
+        choices.append(out['choices'])
     assert not torch.equal(*(c[:, :, 0, :2] for c in choices))  # step 0's operands: only their noise can move them
     T = idx.size(1)
-    length = model.dag(idx, model.hidden_states(idx))[1]['length']
+    length = out['length']  # the numbers' lengths: the same in every draw
     bias = model.controller.operand_mask(length, T)[0]  # (1, T, depth T): 0 where an operand may be read
     for k in range(2):
         visible = bias[..., :T * (1 + k)] == 0
