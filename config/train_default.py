@@ -15,7 +15,7 @@ wandb_run_name = 'numeric-cpu'
 
 dataset = 'numeric'
 gradient_accumulation_steps = 1
-batch_size = 16  # with 1400 iterations: twice the updates of 32 x 750 in about the same time (the CPU's step is
+batch_size = 16  # 16 x 1400 against 32 x 750: twice the updates in about the same time (the CPU's step is
 # ~linear in the batch); over 10 seeds test 93.6 -> 94.2%, test chains 44.3 -> 48.4%, held-out phrasings 54.4 -> 59.5%,
 # single ops 99.1 -> 99.3%, extrap 91.5 -> 91.2% (its single ops 98.1 -> 97.5%) (NOTES.md, 20th session; 8 x 2100 was
 # lower on 2 seeds, and 8 x 2800 takes 1.37x the time on 2 threads)
@@ -30,7 +30,8 @@ learning_rate = 3e-3  # against 1e-3 (3 seeds, NOTES.md): extrap 87.2 -> 90.3%, 
 max_iters = 1600  # about five minutes of GPT+DAG on 2 CPU cores; a fixed count, so the result does not depend on
 # the machine's speed (compare_numeric.py --seconds uses max_seconds for equal-time comparisons instead). Against 1400,
 # over 10 seeds: test 94.4 -> 94.8%, test chains 50.9 -> 52.6%, extrapolation 92.3 -> 92.8%, held-out phrasings 58.3 ->
-# 60.2%, single ops 99.2 -> 99.4%, every figure up, for a seventh more training time (NOTES.md, 22nd session)
+# 60.2%, single ops 99.2 -> 99.4%, every figure up, for a seventh more iterations at the same step time (NOTES.md,
+# 22nd session)
 lr_decay_iters = 1600
 min_lr = 3e-4  # learning_rate / 10, as nanoGPT's
 beta2 = 0.99
