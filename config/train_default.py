@@ -27,11 +27,12 @@ n_embd = 128
 dropout = 0.0
 
 learning_rate = 3e-3  # against 1e-3 (3 seeds, NOTES.md): extrap 87.2 -> 90.3%, phrasing 23.6 -> 30.2%
-max_iters = 1800  # about five minutes of GPT+DAG on 2 CPU cores; a fixed count, so the result does not depend on
-# the machine's speed (compare_numeric.py --seconds uses max_seconds for equal-time comparisons instead). Against 1600,
-# over 10 seeds: test 94.8 -> 95.3% (higher on all 10), test chains 52.6 -> 56.0%, extrapolation 92.8 -> 93.7%, its
-# chains 39.0 -> 45.5%, held-out phrasings 60.2 -> 61.8%, single ops 99.4 -> 99.7%, for an eighth more iterations at
-# the same step time (NOTES.md, 23rd session; 1400 -> 1600 raised every figure too, 22nd session)
+max_iters = 1800  # 4-6 minutes of GPT+DAG on 2 CPU cores (5 min 41 s in a slow spell here, ~4 min at this session's
+# start, from its step times); a fixed count, so the result does not depend on the machine's speed (compare_numeric.py
+# --seconds uses max_seconds for equal-time comparisons instead). Against 1600, over 10 seeds: test 94.8 -> 95.3%
+# (higher on all 10), test chains 52.6 -> 56.0%, extrapolation 92.8 -> 93.7%, its chains 39.0 -> 45.5%, held-out
+# phrasings 60.2 -> 61.8%, single ops 99.4 -> 99.7%, for an eighth more iterations at the same step time (NOTES.md, 23rd
+# session; 1400 -> 1600 raised every figure too, 22nd session)
 lr_decay_iters = 1800
 min_lr = 3e-4  # learning_rate / 10, as nanoGPT's
 beta2 = 0.99
