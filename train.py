@@ -100,6 +100,11 @@ dtype = ('bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supporte
 compile = torch.cuda.is_available()  # use PyTorch 2.0 to compile the model to be faster
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU (unknown on CPU: no MFU)
 seed = 1337
+flush_denormal = False  # True: on the CPU, floats below the smallest normal (float32's 1.2e-38) are 0
+# (torch.set_flush_denormal); no effect on CUDA. GPT+DAG without labels (dag_value_loss=0) collapses its operand
+# choices, and products with its softmax's tiny probabilities take the CPU's slow path: 590 against 227 ms a step,
+# so compare_numeric.py sets it for that run. Off by default: it changes the labelled main job's path from iteration
+# 30 for no speed, and over 10 seeds held-out phrasings were 55.9% against 61.8% (NOTES.md, 23rd and 24th sessions)
 line_windows = False  # True: each batch window starts 0..line_margin tokens before a newline token, so a line (the
 # numeric corpus: a problem) is seen whole ~1.5x as often as at nanoGPT's random offset; in the main job test chains
 # +1.6 but held-out phrasings -6.4 points over 4 seeds, so it stays off (NOTES.md, fifteenth session)
@@ -182,6 +187,8 @@ torch.manual_seed(seed + seed_offset)
 torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
 device_type = 'cuda' if 'cuda' in device else 'cpu'  # for later use in torch.autocast
+if flush_denormal:
+    torch.set_flush_denormal(True)  # (returns False where the CPU cannot: nothing to do then)
 # note: float16 data type will automatically use a GradScaler
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)

@@ -1,9 +1,12 @@
-"""Shared test set-up: the repo root on sys.path, the team's shared data, and a subprocess runner."""
+"""Shared test set-up: the repo root on sys.path, the team's shared data, a subprocess runner, and train.py's
+CPU float mode."""
+import contextlib
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -55,3 +58,14 @@ def numeric_data(tmp_path_factory):
 if os.environ.get('PYTEST_XDIST_WORKER'):  # pytest -n 2: one thread per worker, or the workers fight over the cores
     import torch
     torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def flush_denormal(on=True):
+    """Within: the CPU reads and writes denormal floats as 0 (torch.set_flush_denormal), as train.py does with
+    --flush_denormal=True (compare_numeric.py's GPT+DAG without labels); after: IEEE denormals, PyTorch's default."""
+    torch.set_flush_denormal(on)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)

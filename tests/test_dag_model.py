@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import flush_denormal
+
 from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, NOT_A_NUMBER, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT,
                        DAGController, DAGGPTConfig, dag_ops, linear_scan, multi_step_rows, program_loss, read_numbers,
                        render_symbol, scratch_index, step_labels, value_features)
@@ -432,11 +434,13 @@ NUMBERS = ['6', '9', '12,345', '-2.5k', '0.07', '-7', '1234567890123', '12.25', 
            '2,500.75', '86', '95772']
 
 
-@pytest.mark.parametrize('mode', ['train', 'eval', 'bf16'])
+@pytest.mark.parametrize('mode', ['train', 'eval', 'bf16', 'flush'])
 def test_extractor_reads_numbers_bitwise_exactly(mode):
-    model = wired_dag().train(mode == 'train')
+    """'flush': training with train.py's --flush_denormal=True (denormal floats as 0)."""
+    model = wired_dag().train(mode in ('train', 'flush'))
     text = 'x ' + ' y '.join(NUMBERS) + ' z'
-    values, out = read_tokens(model, text, torch.bfloat16 if mode == 'bf16' else None)
+    with flush_denormal(mode == 'flush'):
+        values, out = read_tokens(model, text, torch.bfloat16 if mode == 'bf16' else None)
     confidence = F.softmax(model.value_extractor.classify(model.hidden_states(encode(text))), -1)
     assert 0.5 < confidence.max(-1).values.min() < confidence.max(-1).values.max() < 0.95  # soft, and not uniform
     pos = 2
@@ -455,11 +459,13 @@ def python_op(name, a, b):
 CHOICES_TEXT = '6 + 9 = 15 and 1234567890 plus 9876543210 is -2.5k or 12,345 * 86 ='
 
 
-@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('mode', ['train', 'eval', 'flush'])
 def test_learned_choices_compute_exactly(mode):
-    """Whatever the (random, untrained) controller picks, every DAG value is the chosen op on the exact values."""
-    model = wired_dag(depth=4, seed=3).train(mode == 'train')
-    assert_choices_exact(model, *read_tokens(model, CHOICES_TEXT))
+    """Whatever the (random, untrained) controller picks, every DAG value is the chosen op on the exact values
+    ('flush': in training with train.py's flush_denormal)."""
+    model = wired_dag(depth=4, seed=3).train(mode in ('train', 'flush'))
+    with flush_denormal(mode == 'flush'):
+        assert_choices_exact(model, *read_tokens(model, CHOICES_TEXT))
 
 
 def assert_choices_exact(model, token_values, out):
@@ -523,7 +529,7 @@ def spelled(out, t, step=-1):
     return ''.join(symbols[:symbols.index('end')]) if 'end' in symbols else None
 
 
-@pytest.mark.parametrize('mode', ['train', 'eval', 'bf16', 'no_grad'])
+@pytest.mark.parametrize('mode', ['train', 'eval', 'bf16', 'no_grad', 'flush'])
 @pytest.mark.parametrize('prompt, program, answer', [
     ('6 + 9 = ', [('6', '9', 'add')], '15'),
     ('What is 1234567890 plus 9876543210? ', [('1234567890', '9876543210', 'add')], '11111111100'),
@@ -537,13 +543,15 @@ def spelled(out, t, step=-1):
 def test_forced_programs_render_the_exact_answer(mode, prompt, program, answer):
     """From the characters of the numbers to the digits the DAG renders at every answer position, through
     DAGGPT.dag: the value is the float64 of the answer and the symbols spell the answer, then 'end'. 'no_grad' is
-    generation's path (eval mode without gradients), where the symbols of every step are rendered in one call."""
-    model = wired_dag(depth=len(program)).train(mode == 'train')
+    generation's path (eval mode without gradients), where the symbols of every step are rendered in one call;
+    'flush' training's with train.py's flush_denormal."""
+    model = wired_dag(depth=len(program)).train(mode in ('train', 'flush'))
     text = prompt + answer + '\n'
     T = len(text)
     at = lambda s: prompt.index(s) + len(s) - 1 if isinstance(s, str) else scratch_index(T, s)  # noqa: E731
     forced = [(at(a), at(b), op) for a, b, op in program]
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=mode == 'bf16'), torch.set_grad_enabled(mode != 'no_grad'):
+    bf16 = torch.autocast('cpu', dtype=torch.bfloat16, enabled=mode == 'bf16')
+    with bf16, torch.set_grad_enabled(mode != 'no_grad'), flush_denormal(mode == 'flush'):
         _, out, _ = model.dag(encode(text), model.hidden_states(encode(text)), program=forced)
     first = len(prompt) - 1  # the prompt's last char: the DAG holds the answer from here to the answer's last
     for t in range(first, T - 1):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import flush_denormal
 from dag_model import CLASSES, MAX_VALUE, OPS, DAGGPT, DAGGPTConfig, scratch_index
 from data.numeric.prepare import ALPHABET, encode
 
@@ -120,21 +121,23 @@ def assert_finite_backward(model, loss):
 WEIGHTS = ((False, 1.0), (False, 30.0), (True, 1.0), (True, 30.0))  # (wired, scale)
 
 
+@pytest.mark.parametrize('flush', [False, True])  # True: train.py's flush_denormal (denormal floats as 0)
 @pytest.mark.parametrize('seed', range(8))
-def test_forward_backward_finite(seed):
+def test_forward_backward_finite(seed, flush):
     model, rng = build(seed, *WEIGHTS[seed % 4])
     bf16 = seed >= 4
     x, y = batch(rng)
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-        with torch.no_grad():
-            _, out, _ = model.dag(x, model.hidden_states(x))
-        roles, steps = labels(rng, x, out['token_values']) if rng.random() < 0.75 else (None, None)
-        with torch.no_grad():
-            _, out, aux = model.dag(x, model.hidden_states(x), roles, steps)
-        assert_dag_finite(out, aux)
-        logits, loss = model(x, y, roles=roles, steps=steps)
-    assert torch.isfinite(logits).all() and torch.isfinite(loss)
-    assert_finite_backward(model, loss)
+    with flush_denormal(flush):  # the forward and the backward pass
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            with torch.no_grad():
+                _, out, _ = model.dag(x, model.hidden_states(x))
+            roles, steps = labels(rng, x, out['token_values']) if rng.random() < 0.75 else (None, None)
+            with torch.no_grad():
+                _, out, aux = model.dag(x, model.hidden_states(x), roles, steps)
+            assert_dag_finite(out, aux)
+            logits, loss = model(x, y, roles=roles, steps=steps)
+        assert torch.isfinite(logits).all() and torch.isfinite(loss)
+        assert_finite_backward(model, loss)
 
 
 NUMBERS = ['999999999999999999999', '0.000000001', '-0', '0', '-999999999999999', '9,999,999.999999999k', '-1']
