@@ -7,7 +7,6 @@ import torch
 from torch.nn import functional as F
 
 from conftest import flush_denormal
-
 from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, NOT_A_NUMBER, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT,
                        DAGController, DAGGPTConfig, dag_ops, linear_scan, multi_step_rows, program_loss, read_numbers,
                        render_symbol, scratch_index, step_labels, value_features)
