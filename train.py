@@ -188,7 +188,9 @@ torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
 device_type = 'cuda' if 'cuda' in device else 'cpu'  # for later use in torch.autocast
 if flush_denormal:
-    torch.set_flush_denormal(True)  # (returns False where the CPU cannot: nothing to do then)
+    flushed = torch.set_flush_denormal(True)  # False where the CPU cannot: it then keeps denormals
+    if master_process:
+        print(f"flush_denormal: denormal floats {'are 0' if flushed else 'stay: this CPU cannot flush them'}")
 # note: float16 data type will automatically use a GradScaler
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)

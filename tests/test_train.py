@@ -128,6 +128,10 @@ def test_bad_settings_fail_with_clear_messages(char_data):
 def test_eval_only(char_data):
     proc = run_script('train.py', *TINY, '--eval_only=True', '--out_dir=out-eval', cwd=char_data)
     assert len(eval_losses(proc.stdout)) == 1 and not losses(proc.stdout)
+    assert 'flush_denormal' not in proc.stdout  # off by default: IEEE denormals, as PyTorch's
+    proc = run_script('train.py', *TINY, '--eval_only=True', '--out_dir=out-eval', '--flush_denormal=True',
+                      cwd=char_data)
+    assert 'flush_denormal: denormal floats are 0' in proc.stdout  # what torch.set_flush_denormal returned
 
 
 def test_wandb_without_api_key_runs_offline(char_data, tmp_path, monkeypatch):
