@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from checkpoint import build_model, compile_model
-from configurator import check_device, configure
+from configurator import check_device, check_rules, configure, model_rules
 from dag_model import has_multi_digit_tokens
 from tokenizer import token_texts
 
@@ -47,6 +47,12 @@ peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU
 # -----------------------------------------------------------------------------
 configure(globals())
 check_device(device, dtype)
+check_rules('bench.py', model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth,
+                                     dag_key_dim) + [
+    (train_iters >= 1, f"--train_iters={train_iters}: time at least 1 iteration"),
+    (gen_new_tokens >= 0, f"--gen_new_tokens={gen_new_tokens}: use 0 to skip generation, or a number of tokens"),
+    (vocab_size >= 0, f"--vocab_size={vocab_size}: use 0 for the dataset's, or a number of tokens"),
+])
 
 torch.manual_seed(seed)
 torch.cuda.manual_seed(seed)

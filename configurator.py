@@ -25,8 +25,9 @@ CONFIG_TYPES = (int, float, bool, str, tuple, type(None))
 
 
 def config_keys(g):
-    """The settings of a script: its public globals of simple types (int, float, bool, str, tuple, None)."""
-    return [k for k, v in g.items() if not k.startswith('_') and isinstance(v, CONFIG_TYPES)]
+    """The settings of a script: its public globals of simple types (int, float, bool, str, tuple, None), except
+    constants (UPPER_CASE names such as an imported NO_OP, which --NO_OP=3 must not change)."""
+    return [k for k, v in g.items() if not k.startswith('_') and not k.isupper() and isinstance(v, CONFIG_TYPES)]
 
 
 def setting_comments(path):
@@ -104,10 +105,11 @@ def configure(g, argv=None):
             with open(arg) as f:
                 source = f.read()
             print(source)
-            before = {k: g[k] for k in keys}
+            before, names = {k: g[k] for k in keys}, dict(g)
             exec(compile(source, arg, 'exec'), g)
-            for k in set(g) - set(before):
-                if not k.startswith('_') and isinstance(g[k], CONFIG_TYPES):
+            for k, v in g.items():  # a name the file added or rebound that is not a setting
+                if k not in before and not k.startswith('_') and isinstance(v, CONFIG_TYPES) and \
+                        (k not in names or v is not names[k]):
                     _unknown_key(k, keys)
             for k in keys:
                 g[k] = _coerce(k, g[k], before[k])
@@ -126,6 +128,28 @@ def configure(g, argv=None):
         changed.add(key)
         print(f"Overriding: {key} = {g[key]!r}")
     return changed
+
+
+def model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth, dag_key_dim):
+    """The (ok, message) rules a script's model and batch settings must pass (check_rules applies them): sizes of
+    at least 1, n_embd divisible by n_head, a dropout probability, dag_depth and dag_key_dim >= 0."""
+    return [
+        (batch_size >= 1, f"--batch_size={batch_size}: a batch needs at least 1 sequence"),
+        (block_size >= 1, f"--block_size={block_size}: a sequence needs at least 1 token"),
+        (n_layer >= 1 and n_head >= 1 and n_embd >= 1, "n_layer, n_head and n_embd must be at least 1"),
+        (n_embd % max(n_head, 1) == 0, f"--n_embd={n_embd} is not divisible by --n_head={n_head}: each head gets "
+                                       f"n_embd / n_head channels (e.g. --n_embd={n_head * max(n_embd // n_head, 1)})"),
+        (0.0 <= dropout < 1.0, f"--dropout={dropout}: a probability in [0, 1)"),
+        (dag_depth >= 0, f"--dag_depth={dag_depth}: use 0 for a plain GPT or the number of DAG steps (e.g. 4)"),
+        (dag_key_dim >= 0, f"--dag_key_dim={dag_key_dim}: use 0 for n_embd or a number of dimensions (e.g. 32)"),
+    ]
+
+
+def check_rules(script, rules):
+    """Exit with status 1 and '<script>: <message>' for the first (ok, message) rule that fails."""
+    for ok, message in rules:
+        if not ok:
+            sys.exit(f"{script}: {message}")
 
 
 def check_device(device, dtype):

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import (build_model, compile_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files,
                         save_checkpoint)
-from configurator import check_device, configure
+from configurator import check_device, check_rules, configure, model_rules
 from dag_model import LABEL_FILES, NO_OP, multi_step_rows
 from tokenizer import dataset_dir, draw_line_windows, line_starts, load_meta, newline_ids, token_texts
 
@@ -126,32 +126,22 @@ config = {k: globals()[k] for k in sorted(globals()) if not k.startswith('_')
 def check_settings():
     """Exit with one line naming the first setting that cannot work (before any process group or file)."""
     check_device(device, dtype)
-    rules = [
+    rules = model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth, dag_key_dim) + [
         (eval_interval >= 1, f"--eval_interval={eval_interval}: evaluate every N >= 1 iterations"),
         (eval_iters >= 1, f"--eval_iters={eval_iters}: an evaluation needs at least 1 batch"),
         (log_interval >= 1, f"--log_interval={log_interval}: log every N >= 1 iterations"),
-        (batch_size >= 1, f"--batch_size={batch_size}: a batch needs at least 1 sequence"),
-        (block_size >= 1, f"--block_size={block_size}: a sequence needs at least 1 token"),
         (gradient_accumulation_steps >= 1,
          f"--gradient_accumulation_steps={gradient_accumulation_steps}: at least 1 micro-step per iteration"),
         (max_iters >= 0 and max_seconds >= 0, f"--max_iters={max_iters}, --max_seconds={max_seconds}: use >= 0"),
-        (n_layer >= 1 and n_head >= 1 and n_embd >= 1, "n_layer, n_head and n_embd must be at least 1"),
-        (n_embd % max(n_head, 1) == 0, f"--n_embd={n_embd} is not divisible by --n_head={n_head}: each head gets "
-                                       f"n_embd / n_head channels (e.g. --n_embd={n_head * max(n_embd // n_head, 1)})"),
-        (dag_depth >= 0, f"--dag_depth={dag_depth}: use 0 for a plain GPT or the number of DAG steps (e.g. 4)"),
         (line_margin >= 0, f"--line_margin={line_margin}: use a number of tokens >= 0"),
         (multi_step_windows >= 0, f"--multi_step_windows={multi_step_windows}: use a number of windows >= 0"),
         (0.0 <= multi_step_from <= 1.0, f"--multi_step_from={multi_step_from}: use a fraction of the training"),
-        (dag_key_dim >= 0, f"--dag_key_dim={dag_key_dim}: use 0 for n_embd or a number of dimensions (e.g. 32)"),
-        (0.0 <= dropout < 1.0, f"--dropout={dropout}: a probability in [0, 1)"),
         (tracker in ('wandb', 'trackio'), f"--tracker={tracker!r}: use 'wandb' (W&B) or 'trackio' (local dashboard)"),
         (init_from in ('scratch', 'resume') or init_from.startswith('gpt2') or os.path.isdir(init_from),
          f"--init_from={init_from!r}: use 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, ...) or a local "
          f"directory saved by transformers"),
     ]
-    for ok, message in rules:
-        if not ok:
-            sys.exit(f"train.py: {message}")
+    check_rules('train.py', rules)
 
 
 check_settings()

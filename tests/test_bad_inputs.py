@@ -100,6 +100,10 @@ BAD_INPUTS = [
     ('train.py', [*TINY, '--dtype=float64'], "--dtype='float64'"),
     ('train.py', [*TINY, '--device=cuda'], 'no CUDA GPU'),
     ('train.py', [*TINY, '--dag_depth=-1'], '--dag_depth=-1'),
+    ('train.py', ['--NO_OP=3'], "unknown config key 'NO_OP'"),  # an imported constant is no setting
+    ('bench.py', ['--dag_depth=-1'], 'bench.py: --dag_depth=-1'),  # it benchmarked a plain GPT
+    ('bench.py', ['--batch_size=0'], 'bench.py: --batch_size=0'),  # it timed empty batches: "0 tokens/s"
+    ('bench.py', ['--train_iters=0'], 'bench.py: --train_iters=0'),
     ('train.py', [*TINY, '--dataset=../../etc'], 'inside data/'),
     ('train.py', [*TINY, '--dataset=nowhere'], 'prepare the data first'),
     ('train.py', [*TINY, '--init_from=gpt2'], 'character vocabulary'),

@@ -46,6 +46,23 @@ def test_unknown_key_in_config_file(tmp_path, capsys):
     assert "'learning_rat'" in capsys.readouterr().err
 
 
+def test_constants_are_not_settings(tmp_path, capsys):
+    """An UPPER_CASE global (a constant, such as train.py's imported NO_OP) is no setting: --NO_OP=3 and a config
+    file that rebinds it stop with the unknown-key line, while a config file that leaves it alone runs."""
+    g = dict(settings(), NO_OP=255)
+    with pytest.raises(SystemExit) as e:
+        configure(g, ['--NO_OP=3'])
+    assert e.value.code == 2 and "'NO_OP'" in capsys.readouterr().err and g['NO_OP'] == 255
+    cfg = tmp_path / 'c.py'
+    cfg.write_text("NO_OP = 3\n")
+    with pytest.raises(SystemExit):
+        configure(g, [str(cfg)])
+    assert "'NO_OP'" in capsys.readouterr().err
+    g = dict(settings(), NO_OP=255)
+    cfg.write_text("batch_size = 64\n")
+    assert configure(g, [str(cfg)]) == {'batch_size'} and g['NO_OP'] == 255
+
+
 def test_type_mismatch(capsys):
     with pytest.raises(SystemExit) as e:
         configure(settings(), ['--batch_size=abc'])
