@@ -22,6 +22,7 @@ summary as a JSON line.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -105,6 +106,10 @@ def main():
     if args.iters < 0:
         sys.exit(f"compare_numeric.py: --iters={args.iters}: use a number of iterations >= 1, or 0 for the config's "
                  "max_iters")
+    if args.seconds < 0:
+        sys.exit(f"compare_numeric.py: --seconds={args.seconds:g}: use > 0 for equal time, or 0 for equal iterations")
+    if not re.fullmatch(r'\d+(,\d+)*', args.seeds):
+        sys.exit(f"compare_numeric.py: --seeds={args.seeds!r}: use comma-separated integers, e.g. 1337,1338,1339")
     models = args.models.split(',')
     unknown = [m for m in models if m not in MODELS]
     if unknown:

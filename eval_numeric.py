@@ -347,7 +347,7 @@ def format_table(scores):
 
 if __name__ == '__main__':
     from checkpoint import load_checkpoint, model_from_checkpoint
-    from configurator import check_device, configure
+    from configurator import check_device, check_rules, configure
     from tokenizer import dataset_dir, load_codec
 
     # -----------------------------------------------------------------------------
@@ -370,9 +370,13 @@ if __name__ == '__main__':
     torch.manual_seed(seed)
     SUITES = {'heldout': lambda: load_problems(problems, split, max_problems), 'length': length_problems,
               'chains': chain_problems}
-    if suite not in SUITES:
-        sys.exit(f"unknown suite {suite!r}: use 'heldout' (problems.jsonl), 'length' (10-digit adds, length grid) "
-                 f"or 'chains' (multi-step problems)")
+    check_rules('eval_numeric.py', [
+        (suite in SUITES, f"unknown suite {suite!r}: use 'heldout' (problems.jsonl), 'length' (10-digit adds, length "
+                          f"grid) or 'chains' (multi-step problems)"),
+        (batch_size >= 1, f"--batch_size={batch_size}: decode at least 1 problem at a time"),
+        (max_problems >= 0, f"--max_problems={max_problems}: use 0 for every problem, or a number per split"),
+        (show_errors >= 0, f"--show_errors={show_errors}: use a number of wrong answers >= 0"),
+    ])
 
     ckpt_path = os.path.join(out_dir, 'ckpt.pt')
     try:

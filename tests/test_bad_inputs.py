@@ -125,6 +125,10 @@ BAD_INPUTS = [
     ('eval_numeric.py', ['--out_dir=out-good', '--problems=problems-number.jsonl'], "'answer' must be a string"),
     ('eval_numeric.py', ['--out_dir=out-good', '--suite=everything'], 'unknown suite'),
     ('eval_numeric.py', ['--out_dir=out-good', '--problems=problems-euro.jsonl'], "'€'"),
+    ('eval_numeric.py', ['--out_dir=out-good', '--batch_size=0'], '--batch_size=0'),  # was a traceback
+    ('eval_numeric.py', ['--out_dir=out-good', '--max_problems=-5'], '--max_problems=-5'),
+    ('compare_numeric.py', ['--seconds=-3'], '--seconds=-3'),  # it trained the config's max_iters instead
+    ('compare_numeric.py', ['--seeds=1337,x'], "--seeds='1337,x'"),
     ('data/shakespeare_char/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
     ('data/shakespeare/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
     ('data/numeric/prepare.py', ['--tokenizer=gpt2', '--tiktoken_file=missing.tiktoken', '--out_dir=prep'],
