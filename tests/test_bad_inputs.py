@@ -134,6 +134,8 @@ BAD_INPUTS = [
     ('data/numeric/prepare.py', ['--tokenizer=gpt2', '--tiktoken_file=missing.tiktoken', '--out_dir=prep'],
      'missing.tiktoken not found'),
     ('data/numeric/prepare.py', ['--max_digits=13', '--out_dir=prep'], 'max_digits'),
+    ('data/numeric/prepare.py', ['--n_train=-5', '--out_dir=prep'], 'n_train=-5'),  # was 'need at least one array'
+    ('data/numeric/prepare.py', ['--n_test=-1', '--out_dir=prep'], 'n_test=-1'),  # wrote a corpus, exit 0
     ('data/numeric/prepare.py', ['--prose=missing.txt', '--out_dir=prep'], 'no prose file missing.txt'),
 ]
 

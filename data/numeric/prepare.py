@@ -818,7 +818,8 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     (make_problem; P_MULTI, 0.3, by default; None: a tenth, as in every held-out split). answer_all_steps
     (the default): the answer's label row is the answer in every column (step_rows; False: the root's close row;
     the train and val text is the same either way). Raises ValueError for max_digits, max_ops or p_multi out of
-    range, and FileNotFoundError / ValueError for a missing or unreadable prose file.
+    range or a count of problems below 1 (train, val) or 0 (the rest), and FileNotFoundError / ValueError for a
+    missing or unreadable prose file.
     """
     _check_sizes(max_digits, max_ops, p_multi)
     if tokenizer not in ("char", "gpt2"):
@@ -828,6 +829,9 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
         from tokenizer import gpt2_encoding
         enc = gpt2_encoding(tiktoken_file)
     n_val = n_train // 20 if n_val is None else n_val
+    if min(n_train, n_val) < 1 or min(n_test, n_extrap, n_phrasing) < 0:
+        raise ValueError(f"n_train={n_train}, n_val={n_val}, n_test={n_test}, n_extrap={n_extrap}, "
+                         f"n_phrasing={n_phrasing}: train and val need at least 1 problem, the rest >= 0")
     paragraphs = prose_paragraphs(prose) if prose else {"train": [], "val": []}
     encode_prose = (lambda t: np.asarray(enc.encode_ordinary(t), dtype=np.uint16)) if enc else encode  # noqa: E731
     prose_ids = {split: encode_prose("".join(p)) for split, p in paragraphs.items()} if prose else {}
