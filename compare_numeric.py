@@ -28,6 +28,7 @@ import sys
 
 import matplotlib.pyplot as plt
 
+from configurator import check_rules
 from plot import plot_curves, read_metrics  # also selects matplotlib's Agg backend (files only)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -103,17 +104,15 @@ def main():
                         help='the train.py config of every run (config/train_numeric_gpt2.py: the corpus in BPE)')
     parser.add_argument('--tiktoken_file', default='', help='GPT-2 BPE offline: a local gpt2.tiktoken')
     args = parser.parse_args()
-    if args.iters < 0:
-        sys.exit(f"compare_numeric.py: --iters={args.iters}: use a number of iterations >= 1, or 0 for the config's "
-                 "max_iters")
-    if args.seconds < 0:
-        sys.exit(f"compare_numeric.py: --seconds={args.seconds:g}: use > 0 for equal time, or 0 for equal iterations")
-    if not re.fullmatch(r'\d+(,\d+)*', args.seeds):
-        sys.exit(f"compare_numeric.py: --seeds={args.seeds!r}: use comma-separated integers, e.g. 1337,1338,1339")
     models = args.models.split(',')
     unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        sys.exit(f"unknown model {unknown}: choose from {list(MODELS)}")
+    check_rules('compare_numeric.py', [
+        (args.iters >= 0, f"--iters={args.iters}: use a number of iterations >= 1, or 0 for the config's max_iters"),
+        (args.seconds >= 0, f"--seconds={args.seconds:g}: use > 0 for equal time, or 0 for equal iterations"),
+        (re.fullmatch(r'\d+(,\d+)*', args.seeds), f"--seeds={args.seeds!r}: use comma-separated integers, e.g. "
+                                                  f"1337,1338,1339"),
+        (not unknown, f"unknown model {unknown}: choose from {list(MODELS)}"),
+    ])
     # every run's budget; the last eval writes the checkpoint: at max_seconds, or at iteration --iters (or, with
     # neither, at the config's own max_iters)
     budget = []

@@ -822,16 +822,16 @@ def prepare(out_dir, seed=1337, n_train=200_000, n_val=None, n_test=2000, n_extr
     missing or unreadable prose file.
     """
     _check_sizes(max_digits, max_ops, p_multi)
+    n_val = n_train // 20 if n_val is None else n_val
+    if min(n_train, n_val) < 1 or min(n_test, n_extrap, n_phrasing) < 0:
+        raise ValueError(f"n_train={n_train}, n_val={n_val}, n_test={n_test}, n_extrap={n_extrap}, "
+                         f"n_phrasing={n_phrasing}: train and val need at least 1 problem, the rest >= 0")
     if tokenizer not in ("char", "gpt2"):
         raise ValueError(f"unknown tokenizer {tokenizer!r}: use 'char' or 'gpt2'")
     enc = None
     if tokenizer == "gpt2":
         from tokenizer import gpt2_encoding
         enc = gpt2_encoding(tiktoken_file)
-    n_val = n_train // 20 if n_val is None else n_val
-    if min(n_train, n_val) < 1 or min(n_test, n_extrap, n_phrasing) < 0:
-        raise ValueError(f"n_train={n_train}, n_val={n_val}, n_test={n_test}, n_extrap={n_extrap}, "
-                         f"n_phrasing={n_phrasing}: train and val need at least 1 problem, the rest >= 0")
     paragraphs = prose_paragraphs(prose) if prose else {"train": [], "val": []}
     encode_prose = (lambda t: np.asarray(enc.encode_ordinary(t), dtype=np.uint16)) if enc else encode  # noqa: E731
     prose_ids = {split: encode_prose("".join(p)) for split, p in paragraphs.items()} if prose else {}
