@@ -199,14 +199,16 @@ def chain_problems(n=300, seed=2025, max_digits=4, max_ops=4):
 def chain_nodes(model, encode, problems, device='cpu'):
     """Where GPT+DAG's programs break, teacher-forced in eval mode: for every op node of every problem (dicts of
     chain_problems), whether the DAG step the auxiliary loss teaches its value computes it at its close char (step
-    k of dag_depth D is taught the row's column MAX_STEPS - D + k, prepare.step_rows: the node of height h in a
-    tree of height H at step D - H + h - 1; in a tree higher than D the lowest nodes have no step and count as
-    wrong). The text is fed after a '\n', as in training; a problem longer than block_size is skipped. model: a DAGGPT on device; encode: a character codec (char i of the text is token i + 1).
+    k of dag_depth D is taught the label row's column MAX_STEPS - D + k: prepare.label_columns, the node of height
+    h in a tree of height H at step D - H + h - 1; in a tree higher than D the lowest nodes have no step and count
+    as wrong). The text is fed after a '\n', as in training; a problem longer than block_size is skipped. model: a
+    DAGGPT on device; encode: a character codec (char i of the text is token i + 1).
 
-    Returns a list of dicts {'problem': index in problems, 'height', 'right' (bool), 'own_position': the node's
+    Returns a list of dicts {'problem': index in problems, 'height', 'step': the step taught the node (None where
+    it has none), 'right' (bool), 'held': some step at the close char computes it, 'own_position': the node's
     right child is an op that closes at the same char (a - (b * c): the parent must read an earlier step of its
-    own position), 'tokens_only': both chosen operands are token nodes (no scratch node read)}."""
-    from data.numeric.prepare import close_positions
+    own position), 'tokens_only': both operands the taught step chose are token nodes (no scratch node read)}."""
+    from data.numeric.prepare import MAX_STEPS, close_positions, label_columns
     from dag_model import computes
     D = model.config.dag_depth
     was_training = model.training
@@ -220,12 +222,12 @@ def chain_nodes(model, encode, problems, device='cpu'):
             idx = torch.tensor([ids], dtype=torch.long, device=device)
             _, out, _ = model.dag(idx, model.hidden_states(idx))
             closes = close_positions(p)
-            H = max(h for _, h, _ in closes)
-            for char, h, value in closes:
-                k, pos = D - H + h - 1, char + 1
-                right = k >= 0 and bool(computes(out['values'][0, pos, k], torch.tensor(value, dtype=torch.float64)))
-                tokens_only = k >= 0 and bool((out['choices'][0, pos, k, :2] < idx.size(1)).all())
-                nodes.append({'problem': i, 'height': h, 'right': right, 'tokens_only': tokens_only,
+            for (char, h, value), column in zip(closes, label_columns(closes)):
+                k, pos = column - (MAX_STEPS - D), char + 1
+                steps = computes(out['values'][0, pos], torch.tensor(value, dtype=torch.float64)).tolist()
+                nodes.append({'problem': i, 'height': h, 'step': k if k >= 0 else None,
+                              'right': k >= 0 and steps[k], 'held': any(steps),
+                              'tokens_only': k >= 0 and bool((out['choices'][0, pos, k, :2] < idx.size(1)).all()),
                               'own_position': any(c == char and g < h for c, g, _ in closes)})
     finally:
         model.train(was_training)
@@ -234,16 +236,23 @@ def chain_nodes(model, encode, problems, device='cpu'):
 
 def chain_report(problems, answers, nodes):
     """The chains suite's figures: {'answers': {str(tree height): T} exact match of answers by the height of the
-    problem's tree, 'nodes': {str(height): T} op nodes right at their close char (chain_nodes), 'own_position' and
-    'earlier': the nodes of height >= 2 whose composite child closes at their own char / only before it, 'wrong,
-    tokens only': the wrong nodes of height >= 2 that read no scratch node}, T as in score."""
+    problem's tree, 'nodes': {str(height): T} op nodes right at their close char (chain_nodes), 'by_step':
+    {'height h, step k': T} the same by the step taught the node, 'held': {str(height): T} nodes that some step of
+    their close char computes, 'own_position' and 'earlier': the nodes of height >= 2 whose composite child closes at
+    their own char / only before it, 'wrong, tokens only': the wrong nodes of height >= 2 that read no scratch node},
+    T as in score."""
     heights = [max(h for _, h, _ in p['closes']) for p in problems]
     by_height = {}
     for H, p, a in zip(heights, problems, answers):
         by_height.setdefault(H, []).append(a == p['answer'])
-    report = {'answers': {str(H): _tally(by_height[H]) for H in sorted(by_height)}, 'nodes': {}}
+    report = {'answers': {str(H): _tally(by_height[H]) for H in sorted(by_height)}, 'nodes': {}, 'by_step': {},
+              'held': {}}
     for h in sorted({n['height'] for n in nodes}):
         report['nodes'][str(h)] = _tally([n['right'] for n in nodes if n['height'] == h])
+        report['held'][str(h)] = _tally([n['held'] for n in nodes if n['height'] == h])
+    for h, k in sorted({(n['height'], n['step']) for n in nodes if n['step'] is not None}):
+        report['by_step'][f'height {h}, step {k}'] = _tally([n['right'] for n in nodes
+                                                             if (n['height'], n['step']) == (h, k)])
     parents = [n for n in nodes if n['height'] >= 2]
     report['own_position'] = _tally([n['right'] for n in parents if n['own_position']])
     report['earlier'] = _tally([n['right'] for n in parents if not n['own_position']])
@@ -266,6 +275,12 @@ def format_chains(report):
     row('  height >= 2, child at its own char', report['own_position'])
     row('  height >= 2, child closed earlier', report['earlier'])
     row('  of the wrong ones: read no scratch', report['wrong, tokens only'])
+    lines.append('-- the same by the step taught the node')
+    for label, t in report['by_step'].items():
+        row(f'  {label}', t)
+    lines.append('-- op nodes that some step of their close char computes')
+    for h, t in report['held'].items():
+        row(f'  height {h}', t)
     return '\n'.join(lines)
 
 

@@ -267,12 +267,18 @@ def test_chain_nodes_reads_the_steps_the_loss_teaches():
     assert min(heights) == 2 and max(heights) >= 3
     nodes = eval_numeric.chain_nodes(LabelOracle(problems), encode_ascii, problems)
     assert len(nodes) == sum(p['steps'] for p in problems)  # one per op node
-    assert all(n['right'] and n['tokens_only'] for n in nodes)
+    assert all(n['right'] and n['held'] and n['tokens_only'] for n in nodes)
     assert any(n['own_position'] for n in nodes) and not all(n['own_position'] for n in nodes if n['height'] > 1)
     shifted = eval_numeric.chain_nodes(LabelOracle(problems, shift=1), encode_ascii, problems)
     assert sum(n['right'] for n in shifted) < len(shifted) / 2
+    assert [n['step'] for n in shifted] == [n['step'] for n in nodes]
     report = eval_numeric.chain_report(problems, [p['answer'] for p in problems], nodes)
     assert report['answers']['2']['acc'] == 1 and report['nodes']['1']['acc'] == 1
+    assert report['held'] == report['nodes'] and sum(t['n'] for t in report['by_step'].values()) == len(nodes)
+    assert all(t['acc'] == 1 for t in report['by_step'].values()) and 'height 2, step 3' in report['by_step']
+    # a node's step is its height's place below the tree's top: the root of any tree at the last step
+    heights = {i: max(h for _, h, _ in p['closes']) for i, p in enumerate(problems)}
+    assert all(n['step'] == 4 - heights[n['problem']] + n['height'] - 1 for n in nodes)
     assert report['own_position']['n'] + report['earlier']['n'] == sum(n['height'] > 1 for n in nodes)
     assert report['wrong, tokens only']['n'] == 0
     assert 'height 2' in eval_numeric.format_chains(report)
@@ -305,7 +311,8 @@ def test_chain_nodes_runs_through_a_real_dag():
         _, out, _ = model.eval().dag(idx, model.hidden_states(idx))
     char, h, value = close_positions(p)[0]
     k = 4 - max(g for _, g, _ in p['closes']) + h - 1
-    assert nodes[0]['right'] == (out['values'][0, char + 1, k].item() == value)
+    assert nodes[0]['step'] == k and nodes[0]['right'] == (out['values'][0, char + 1, k].item() == value)
+    assert nodes[0]['held'] == (out['values'][0, char + 1] == value).any().item()
     assert nodes[0]['tokens_only'] == bool((out['choices'][0, char + 1, k, :2] < idx.size(1)).all())
 
 

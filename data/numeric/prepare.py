@@ -717,6 +717,14 @@ def anchor_positions(problem):
     return out
 
 
+def label_columns(closes):
+    """The column of each op node (close_positions' list) in its close char's label row (step_rows): right-aligned
+    by the problem's height H, the node of height h at MAX_STEPS - H + h - 1 (DAG step k of dag_depth D is taught
+    column MAX_STEPS - D + k: eval_numeric.chain_nodes checks the step a node is taught at)."""
+    H = max(h for _, h, _ in closes)
+    return [MAX_STEPS - H + h - 1 for _, h, _ in closes]
+
+
 def step_rows(problem, answer_all_steps=True):
     """The steps labels of a problem: [(char index, row)], a row np.float64 (MAX_STEPS,) per close position
     (close_positions), then (None, the answer's row: the root's close row). Nodes closing at one char sit in its
@@ -734,10 +742,9 @@ def step_rows(problem, answer_all_steps=True):
     replaces that char's close row (steps_of_labels: the later span wins), so a child closing there with the
     root (4*5) is taught nowhere: the steps must find it unaided."""
     closes = close_positions(problem)
-    H = max(h for _, h, _ in closes)
     rows = {}
-    for char, h, value in closes:
-        rows.setdefault(char, np.full(MAX_STEPS, np.nan))[MAX_STEPS - H + h - 1] = value
+    for (char, h, value), column in zip(closes, label_columns(closes)):
+        rows.setdefault(char, np.full(MAX_STEPS, np.nan))[column] = value
     for row in rows.values():
         last = np.flatnonzero(~np.isnan(row)).max()
         row[last:] = row[last]
