@@ -104,7 +104,7 @@ def main():
                         help='the train.py config of every run (config/train_numeric_gpt2.py: the corpus in BPE)')
     parser.add_argument('--tiktoken_file', default='', help='GPT-2 BPE offline: a local gpt2.tiktoken')
     args = parser.parse_args()
-    models = args.models.split(',')
+    models, seeds = args.models.split(','), args.seeds.split(',')
     unknown = [m for m in models if m not in MODELS]
     check_rules('compare_numeric.py', [
         (args.iters >= 0, f"--iters={args.iters}: use a number of iterations >= 1, or 0 for the config's max_iters"),
@@ -112,6 +112,9 @@ def main():
         (re.fullmatch(r'\d+(,\d+)*', args.seeds), f"--seeds={args.seeds!r}: use comma-separated integers, e.g. "
                                                   f"1337,1338,1339"),
         (not unknown, f"unknown model {unknown}: choose from {list(MODELS)}"),
+        (len(set(seeds)) == len(seeds) and len(set(models)) == len(models),
+         f"--seeds={args.seeds!r} --models={args.models!r} name a run twice (each writes <out_dir>/<model>-<seed>, "
+         f"and the mean would count it twice): list each seed and model once"),
     ])
     # every run's budget; the last eval writes the checkpoint: at max_seconds, or at iteration --iters (or, with
     # neither, at the config's own max_iters)
@@ -121,7 +124,7 @@ def main():
     elif args.iters > 0:
         budget = [f'--max_iters={args.iters}', f'--lr_decay_iters={args.iters}', f'--eval_interval={args.iters}']
     results = {m: [] for m in models}
-    for seed in args.seeds.split(','):
+    for seed in seeds:
         for name in models:
             out = os.path.join(args.out_dir, f'{name}-{seed}')
             tiktoken = [f'--tiktoken_file={args.tiktoken_file}'] if args.tiktoken_file else []

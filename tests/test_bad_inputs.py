@@ -129,6 +129,8 @@ BAD_INPUTS = [
     ('eval_numeric.py', ['--out_dir=out-good', '--max_problems=-5'], '--max_problems=-5'),
     ('compare_numeric.py', ['--seconds=-3'], '--seconds=-3'),  # it trained the config's max_iters instead
     ('compare_numeric.py', ['--seeds=1337,x'], "--seeds='1337,x'"),
+    ('compare_numeric.py', ['--seeds=1337,1337'], 'name a run twice'),  # it trained seed 1337 twice, counted twice
+    ('compare_numeric.py', ['--models=gpt,gpt'], 'name a run twice'),
     ('data/shakespeare_char/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
     ('data/shakespeare/prepare.py', ['--input=missing.txt', '--out_dir=prep'], 'missing.txt not found'),
     ('data/numeric/prepare.py', ['--tokenizer=gpt2', '--tiktoken_file=missing.tiktoken', '--out_dir=prep'],
