@@ -195,7 +195,25 @@ def chain_problems(n=300, seed=2025, max_digits=4, max_ops=4):
     return [make_problem(rng, 'test', max_digits, op='multi', max_ops=max_ops) for _ in range(n)]
 
 
-@torch.no_grad()
+def _dag_passes(model, encode, problems, texts, device='cpu'):
+    """GPT+DAG's DAG over each problem's text (texts(p), fed after a '\n' as in training), in eval mode, without
+    gradients: yields (index, problem, the DAG's dict (DAGGPT.dag)); a text longer than block_size is skipped, and
+    the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        for i, p in enumerate(problems):
+            ids = encode('\n' + texts(p))
+            if len(ids) > model.config.block_size:
+                continue
+            idx = torch.tensor([ids], dtype=torch.long, device=device)
+            with torch.no_grad():
+                _, out, _ = model.dag(idx, model.hidden_states(idx))
+            yield i, p, out
+    finally:
+        model.train(was_training)
+
+
 def chain_nodes(model, encode, problems, device='cpu'):
     """Where GPT+DAG's programs break, teacher-forced in eval mode: for every op node of every problem (dicts of
     chain_problems), whether the DAG step the auxiliary loss teaches its value computes it at its close char (step
@@ -211,36 +229,43 @@ def chain_nodes(model, encode, problems, device='cpu'):
     from data.numeric.prepare import MAX_STEPS, close_positions, label_columns
     from dag_model import computes
     D = model.config.dag_depth
-    was_training = model.training
-    model.eval()
     nodes = []
-    try:
-        for i, p in enumerate(problems):
-            ids = encode('\n' + p['text'])
-            if len(ids) > model.config.block_size:
-                continue
-            idx = torch.tensor([ids], dtype=torch.long, device=device)
-            _, out, _ = model.dag(idx, model.hidden_states(idx))
-            closes = close_positions(p)
-            for (char, h, value), column in zip(closes, label_columns(closes)):
-                k, pos = column - (MAX_STEPS - D), char + 1
-                steps = computes(out['values'][0, pos], torch.tensor(value, dtype=torch.float64)).tolist()
-                nodes.append({'problem': i, 'height': h, 'step': k if k >= 0 else None,
-                              'right': k >= 0 and steps[k], 'held': any(steps),
-                              'tokens_only': k >= 0 and bool((out['choices'][0, pos, k, :2] < idx.size(1)).all()),
-                              'own_position': any(c == char and g < h for c, g, _ in closes)})
-    finally:
-        model.train(was_training)
+    for i, p, out in _dag_passes(model, encode, problems, lambda p: p['text'], device):
+        closes, T = close_positions(p), out['values'].size(1)
+        for (char, h, value), column in zip(closes, label_columns(closes)):
+            k, pos = column - (MAX_STEPS - D), char + 1
+            steps = computes(out['values'][0, pos], torch.tensor(value, dtype=torch.float64)).tolist()
+            nodes.append({'problem': i, 'height': h, 'step': k if k >= 0 else None,
+                          'right': k >= 0 and steps[k], 'held': any(steps),
+                          'tokens_only': k >= 0 and bool((out['choices'][0, pos, k, :2] < T).all()),
+                          'own_position': any(c == char and g < h for c, g, _ in closes)})
     return nodes
 
 
-def chain_report(problems, answers, nodes):
+def answer_steps(model, encode, problems, device='cpu'):
+    """Which DAG steps hold the answer while it is written, teacher-forced in eval mode: for each problem (dicts
+    with prompt and answer), a string of dag_depth characters, 'x' where the step computes the answer at every
+    position that predicts one of its characters (the prompt's last char to the answer's next-to-last), '.' where
+    not; None where prompt and answer pass block_size. (In the chains suite, answers whose last step alone holds
+    them were never written right: NOTES.md, twenty-sixth session.)"""
+    from dag_model import computes
+    found = [None] * len(problems)
+    for i, p, out in _dag_passes(model, encode, problems, lambda p: p['prompt'] + p['answer'], device):
+        first = len(encode(p['prompt']))  # the prompt's last token, after the '\n'
+        values = out['values'][0, first:first + len(encode(p['answer']))]  # (answer tokens, dag_depth)
+        held = computes(values, torch.tensor(float(p['answer']), dtype=torch.float64)).all(0)
+        found[i] = ''.join('x' if h else '.' for h in held.tolist())
+    return found
+
+
+def chain_report(problems, answers, nodes, steps=()):
     """The chains suite's figures: {'answers': {str(tree height): T} exact match of answers by the height of the
     problem's tree, 'nodes': {str(height): T} op nodes right at their close char (chain_nodes), 'by_step':
     {'height h, step k': T} the same by the step taught the node, 'held': {str(height): T} nodes that some step of
     their close char computes, 'own_position' and 'earlier': the nodes of height >= 2 whose composite child closes at
-    their own char / only before it, 'wrong, tokens only': the wrong nodes of height >= 2 that read no scratch node},
-    T as in score."""
+    their own char / only before it, 'wrong, tokens only': the wrong nodes of height >= 2 that read no scratch node,
+    'answer_steps': {steps: T} exact answers by which steps hold the answer while it is written (steps, a list as
+    answer_steps gives, one per problem; none: empty)}, T as in score."""
     heights = [max(h for _, h, _ in p['closes']) for p in problems]
     by_height = {}
     for H, p, a in zip(heights, problems, answers):
@@ -257,6 +282,11 @@ def chain_report(problems, answers, nodes):
     report['own_position'] = _tally([n['right'] for n in parents if n['own_position']])
     report['earlier'] = _tally([n['right'] for n in parents if not n['own_position']])
     report['wrong, tokens only'] = _tally([n['tokens_only'] for n in parents if not n['right']])
+    by_steps = {}
+    for held, p, a in zip(steps, problems, answers):
+        if held is not None:
+            by_steps.setdefault(held, []).append(a == p['answer'])
+    report['answer_steps'] = {held: _tally(by_steps[held]) for held in sorted(by_steps, reverse=True)}
     return report
 
 
@@ -281,6 +311,10 @@ def format_chains(report):
     lines.append('-- op nodes that some step of their close char computes')
     for h, t in report['held'].items():
         row(f'  height {h}', t)
+    if report['answer_steps']:
+        lines.append("-- exact answers by the steps that hold the answer while it is written ('x': step k does)")
+        for held, t in report['answer_steps'].items():
+            row(f'  steps {held}', t)
     return '\n'.join(lines)
 
 
@@ -448,9 +482,11 @@ if __name__ == '__main__':
         print(format_grid(held_out, answers))
     if suite == 'chains':
         bpe = not os.path.exists(meta_path)  # close chars index characters: the node check needs a character codec
-        nodes = chain_nodes(model, encode, held_out, device) if hasattr(model, 'dag') and not bpe else []
+        dag = hasattr(model, 'dag') and not bpe
+        nodes = chain_nodes(model, encode, held_out, device) if dag else []
         if not nodes:
             print('(no op nodes checked: the check needs a GPT+DAG checkpoint with a character vocabulary)')
-        result['chains'] = chain_report(held_out, answers, nodes)
+        steps = answer_steps(model, encode, held_out, device) if dag else []
+        result['chains'] = chain_report(held_out, answers, nodes, steps)
         print(format_chains(result['chains']))
     print(json.dumps(result))

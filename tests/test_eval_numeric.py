@@ -284,6 +284,44 @@ def test_chain_nodes_reads_the_steps_the_loss_teaches():
     assert 'height 2' in eval_numeric.format_chains(report)
 
 
+class AnswerOracle(nn.Module):
+    """A stand-in for DAGGPT in answer_steps: the steps in `holding` hold each problem's answer at the positions
+    that predict its characters (the prompt's last char on, after the '\\n'), but the last of them with `drop`;
+    the other steps hold -1."""
+
+    def __init__(self, problems, holding, drop=False, dag_depth=4):
+        super().__init__()
+        from types import SimpleNamespace
+        self.config = SimpleNamespace(dag_depth=dag_depth, block_size=256)
+        self.problems = {p['prompt'] + p['answer']: p for p in problems}
+        self.holding, self.drop = holding, drop
+
+    def hidden_states(self, idx):
+        return idx
+
+    def dag(self, idx, h):
+        p = self.problems[decode_ascii(idx[0, 1:].tolist())]
+        values = torch.full((1, idx.size(1), self.config.dag_depth), -1.0, dtype=torch.float64)
+        first, n = len(p['prompt']), len(p['answer']) - self.drop
+        values[0, first:first + n, self.holding] = float(p['answer'])
+        return None, {'values': values}, None
+
+
+def test_answer_steps_names_the_steps_that_hold_the_answer():
+    """answer_steps reads the steps at exactly the positions that write the answer: a step holding it at all of them
+    is 'x', one that misses the last is '.', and chain_report tallies the answers by that pattern."""
+    problems = eval_numeric.chain_problems(n=6)
+    assert eval_numeric.answer_steps(AnswerOracle(problems, [1, 3]), encode_ascii, problems) == ['.x.x'] * 6
+    assert eval_numeric.answer_steps(AnswerOracle(problems, [3], drop=True), encode_ascii, problems) == ['....'] * 6
+    too_long = [dict(problems[0], prompt='(' * 300 + problems[0]['prompt'])]
+    assert eval_numeric.answer_steps(AnswerOracle(too_long, [3]), encode_ascii, too_long) == [None]
+    answers = [p['answer'] for p in problems[:4]] + ['0', '0']
+    report = eval_numeric.chain_report(problems, answers, [], ['...x'] * 3 + ['xxxx'] * 3)
+    assert report['answer_steps'] == {'xxxx': {'acc': 1 / 3, 'n': 3, 'correct': 1},
+                                      '...x': {'acc': 1.0, 'n': 3, 'correct': 3}}
+    assert 'steps ...x' in eval_numeric.format_chains(report)
+
+
 def test_script_chains_suite(trained):
     proc = run_script('eval_numeric.py', '--out_dir=out', '--device=cpu', '--suite=chains', cwd=trained)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -304,6 +342,8 @@ def test_chain_nodes_runs_through_a_real_dag():
     problems = eval_numeric.chain_problems(n=10)
     nodes = eval_numeric.chain_nodes(model, encode_ascii, problems)
     assert model.training and len(nodes) == sum(p['steps'] for p in problems)
+    held = eval_numeric.answer_steps(model, encode_ascii, problems)
+    assert model.training and len(held) == 10 and all(len(x) == 4 and set(x) <= {'x', '.'} for x in held)
     assert all(isinstance(n['right'], bool) and isinstance(n['tokens_only'], bool) for n in nodes)
     p = problems[nodes[0]['problem']]
     idx = torch.tensor([encode_ascii('\n' + p['text'])])
