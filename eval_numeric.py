@@ -20,8 +20,8 @@ $ python eval_numeric.py --out_dir=out-numeric --split=extrap --max_problems=100
 $ python eval_numeric.py --out_dir=out-numeric --suite=length   # 10-digit adds (AdderBoard), length grid
 $ python eval_numeric.py --out_dir=out-numeric --suite=chains   # multi-step: by tree height, where programs break
 
-As a library: load_problems, length_problems, chain_problems, answer_problems, chain_nodes, prose_loss, over_block,
-score, chain_report, format_table, format_grid, format_chains.
+As a library: load_problems, length_problems, chain_problems, answer_problems, chain_nodes, answer_steps, prose_loss,
+over_block, score, chain_report, format_table, format_grid, format_chains.
 """
 import json
 import os
