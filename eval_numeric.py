@@ -296,25 +296,21 @@ def format_chains(report):
 
     def row(label, t):
         lines.append(f"{label:34s} {100 * t['acc']:6.2f}%  {t['correct']:>5d}/{t['n']}")
-    lines.append('-- chains: exact answers by tree height')
-    for H, t in report['answers'].items():
-        row(f'  height {H}', t)
-    lines.append('-- op nodes right at their close char (teacher-forced), by height')
-    for h, t in report['nodes'].items():
-        row(f'  height {h}', t)
+
+    def table(title, tallies, label):  # a title line, then a row per entry of tallies, labelled label.format(key)
+        lines.append(title)
+        for key, t in tallies.items():
+            row(label.format(key), t)
+    table('-- chains: exact answers by tree height', report['answers'], '  height {}')
+    table('-- op nodes right at their close char (teacher-forced), by height', report['nodes'], '  height {}')
     row('  height >= 2, child at its own char', report['own_position'])
     row('  height >= 2, child closed earlier', report['earlier'])
     row('  of the wrong ones: read no scratch', report['wrong, tokens only'])
-    lines.append('-- the same by the step taught the node')
-    for label, t in report['by_step'].items():
-        row(f'  {label}', t)
-    lines.append('-- op nodes that some step of their close char computes')
-    for h, t in report['held'].items():
-        row(f'  height {h}', t)
+    table('-- the same by the step taught the node', report['by_step'], '  {}')
+    table('-- op nodes that some step of their close char computes', report['held'], '  height {}')
     if report['answer_steps']:
-        lines.append("-- exact answers by the steps that hold the answer while it is written ('x': step k does)")
-        for held, t in report['answer_steps'].items():
-            row(f'  steps {held}', t)
+        table("-- exact answers by the steps that hold the answer while it is written ('x': step k does)",
+              report['answer_steps'], '  steps {}')
     return '\n'.join(lines)
 
 
