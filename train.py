@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import (build_model, compile_model, load_checkpoint, model_from_checkpoint, remove_stale_temp_files,
                         save_checkpoint)
-from configurator import check_device, check_rules, configure, model_rules
+from configurator import check_device, check_rules, config_keys, configure, model_rules
 from dag_model import LABEL_FILES, NO_OP, multi_step_rows
 from tokenizer import dataset_dir, draw_line_windows, line_starts, load_meta, newline_ids, token_texts
 
@@ -118,8 +118,8 @@ multi_step_windows = 0  # on a dataset with step labels (GPT or GPT+DAG): after 
 multi_step_from = 0.5  # the fraction of the training (of max_iters, or of max_seconds) before multi_step_windows starts
 # -----------------------------------------------------------------------------
 set_by_user = configure(globals())  # the settings a config file or --key=value changed
-config = {k: globals()[k] for k in sorted(globals()) if not k.startswith('_')
-          and isinstance(globals()[k], (int, float, bool, str))}  # useful for logging
+config = {k: globals()[k] for k in sorted(config_keys(globals()))
+          if isinstance(globals()[k], (int, float, bool, str))}  # the settings, for logging (no constants: NO_OP)
 # -----------------------------------------------------------------------------
 
 
