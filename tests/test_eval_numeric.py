@@ -334,7 +334,7 @@ def test_script_chains_suite(trained):
 def test_chain_nodes_runs_through_a_real_dag():
     """The same check through DAGGPT.dag itself (a tiny random model: few nodes right, but every op node is
     checked, a plain choice of token nodes is told from a scratch node's, and the model's mode is restored)."""
-    from dag_model import DAGGPT, DAGGPTConfig
+    from dag_model import DAGGPT, DAGGPTConfig, computes
     from data.numeric.prepare import close_positions
     torch.manual_seed(0)
     model = DAGGPT(DAGGPTConfig(block_size=128, vocab_size=128, n_layer=1, n_head=2, n_embd=16, dag_depth=4),
@@ -351,8 +351,8 @@ def test_chain_nodes_runs_through_a_real_dag():
         _, out, _ = model.eval().dag(idx, model.hidden_states(idx))
     char, h, value = close_positions(p)[0]
     k = 4 - max(g for _, g, _ in p['closes']) + h - 1
-    assert nodes[0]['step'] == k and nodes[0]['right'] == (out['values'][0, char + 1, k].item() == value)
-    assert nodes[0]['held'] == (out['values'][0, char + 1] == value).any().item()
+    steps = computes(out['values'][0, char + 1], torch.tensor(value, dtype=torch.float64))  # as chain_nodes reads
+    assert nodes[0]['step'] == k and nodes[0]['right'] == steps[k].item() and nodes[0]['held'] == steps.any().item()
     assert nodes[0]['tokens_only'] == bool((out['choices'][0, char + 1, k, :2] < idx.size(1)).all())
 
 
