@@ -7,9 +7,10 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         embeddings
   value extractor       h -> one value per token (B, T), float64: a learned classifier says what each token is
                         (digits that continue a number or start a new one, a thousands separator, a decimal
-                        point, a 'k' suffix, a minus sign, or not part of a number), the vocabulary says which
-                        digits a token holds ("7", GPT-2's " 345"), and an exact linear recurrence turns both
-                        into the number that ends at that token ("12,345" -> 12345, "12" " 345" -> 12345)
+                        point, a 'k' suffix right after digits, a minus sign, or not part of a number), the
+                        vocabulary says which digits a token holds ("7", GPT-2's " 345"), and an exact linear
+                        recurrence turns both into the number that ends at that token ("12,345" -> 12345,
+                        "12" " 345" -> 12345)
   context block         a Block: h -> the context (B, T, n_embd) the DAG's operand queries and op heads read
   DAG controller        dag_depth steps; at position t step k attends over the nodes of tokens <= t and the
                         scratch nodes of steps < k at positions <= t (its own, and those of the positions
@@ -413,6 +414,9 @@ FUTURE = -2e9  # operand logit bias of a future token: below NOT_A_NUMBER, so ne
 FORCE = 1e4  # logit added to a forced choice (taken from a masked one): exp(-1e4) is 0 in float32
 OPS_LABEL_WEIGHT = 0.25  # of the ops labels' cross-entropy in the auxiliary loss: at 1 the single ops on long
 # operands paid for the chains' gain (extrap one op 99.2 -> 98.3%, 6 seeds; NOTES.md, thirteenth session)
+K_REACH = 2  # a 'k' suffix follows a token of digits within this many tokens ("5k", "3 k"). Without the rule the
+# extractor read the k of "Work", "Take" or "make" (words the numeric corpus never shows) as a number 0 in 36% of the
+# held-out phrasings' prompts, which shifted every recency rank (NOTES.md, twenty-eighth session)
 N_CHOICES = 3  # distributions a step's straight-through features average: operand a, operand b, op
 
 
@@ -424,8 +428,9 @@ class ValueExtractor(nn.Module):
     controller's class embedding and the auxiliary role loss), their logits, and the logits (B, T, 10) of a second
     head that names a token's last digit (for the auxiliary loss only: the classes no longer say which digit a
     token is, and without this signal the main job lost ~9 points, NOTES.md). A token of digits can only be
-    'other', 'digits' or 'new_digits', any other token none of these two (masked logits). Values are clamped to
-    +-MAX_VALUE; tokens older than `window` are lost."""
+    'other', 'digits' or 'new_digits', any other token none of these two, and 'k' only within K_REACH tokens after
+    a token of digits (masked logits: `near_digits`). Values are clamped to +-MAX_VALUE; tokens older than `window`
+    are lost."""
 
     def __init__(self, config):
         super().__init__()
@@ -434,6 +439,18 @@ class ValueExtractor(nn.Module):
         allowed = torch.tensor([[c == 'other' or c not in DIGIT_TOKEN_CLASSES for c in CLASSES],  # other tokens
                                 [c in DIGIT_TOKEN_CLASSES for c in CLASSES]])  # tokens of digits
         self.register_buffer('mask', FORCE * allowed.float() - FORCE, persistent=False)  # (2, |CLASSES|): 0 or -FORCE
+        self.register_buffer('k_only', F.one_hot(torch.tensor(CLASSES.index('k')), len(CLASSES)).float(),
+                             persistent=False)
+
+    @staticmethod
+    def near_digits(digit_len, cache=None):
+        """(B, T) bool: whether one of the K_REACH tokens before each token holds digits (a token before the
+        sequence, or before a cropped window, counts as one). Only there can a token be a 'k' suffix ("5k", "3 k")."""
+        before = digit_len[:, :0] if cache is None or cache.window is None else cache.window[2][:, -K_REACH:]
+        before = F.pad(before > 0, (K_REACH - before.size(1), 0), value=True)  # (B, K_REACH)
+        seq = torch.cat([before, digit_len > 0], 1)  # (B, K_REACH + T): seq[:, K_REACH + t] is token t
+        T = digit_len.size(1)
+        return torch.stack([seq[:, K_REACH - r:K_REACH - r + T] for r in range(1, K_REACH + 1)]).any(0)
 
     def forward(self, e, digit_value, digit_len, cache=None):
         """With a cache (DAGCache), e holds the new positions only; the numbers are read over them and the
@@ -441,6 +458,7 @@ class ValueExtractor(nn.Module):
         a windowed scan), exactly as over the whole sequence."""
         class_logits, digit_logits = self.classify(e).split([len(CLASSES), 10], -1)
         class_logits = class_logits + self.mask[(digit_len > 0).long()]  # (B, T, |CLASSES|)
+        class_logits = class_logits - FORCE * (~self.near_digits(digit_len, cache)).float()[..., None] * self.k_only
         hard, soft = one_hot_argmax(class_logits)
         T = e.size(1)
         window = (hard, digit_value, digit_len) if cache is None else cache.extend_window(hard, digit_value, digit_len)

@@ -149,6 +149,29 @@ def test_reads_the_same_numbers_one_character_a_token(text, _, chars, value, wri
     assert values[-1] == value and out['written'][0, -1].item() == written
 
 
+@pytest.mark.parametrize('text, chars, numbers', [  # chars: each character's role, as in READINGS
+    ('Take 6k: ', 'ookoodkoo', [6000.0]),
+    ('Work out 6k. ', 'oookooooodkoo', [6000.0]),
+    ('2 and 6k make ', 'dooooodkoookoo', [2.0, 6000.0]),
+    ('Take 6 k: ', 'ookoodskoo', [6000.0]),  # a k two tokens after the digits is still a suffix
+])
+def test_a_k_far_from_digits_is_no_number(text, chars, numbers):
+    """A classifier that calls every k a 'k' suffix reads only the numbers in the text: the k of "Take", "Work" or
+    "make" follows no digits within K_REACH tokens (the main job's model read it as a number 0 in 36% of the
+    held-out phrasings' prompts). The same one token at a time through the cache DAGGPT.generate uses."""
+    from data.numeric.prepare import ALPHABET
+    model = role_wired_dag(list(ALPHABET), len(ALPHABET))
+    ids = [ALPHABET.index(c) for c in text]
+    values, out = read(model, ids, [LETTER[c] for c in chars])
+    length = out['length'][0].tolist() + [0]
+    assert [values[t] for t in range(len(ids)) if 0 < length[t] >= length[t + 1]] == numbers  # where numbers end
+    cache = model.new_kv_cache(1, len(ids))
+    with torch.no_grad():
+        cached = [model.dag(idx, model.hidden_states(idx, cache.trunk), cache=cache)[1]['token_values'][0, 0].item()
+                  for idx in torch.tensor([ids]).split(1, 1)]
+    assert cached == values
+
+
 # -----------------------------------------------------------------------------
 # writing, through DAGGPT.dag and the logit path DAGGPT.forward uses
 
