@@ -437,10 +437,10 @@ class ValueExtractor(nn.Module):
         self.classify = nn.Linear(config.n_embd, len(CLASSES) + 10)  # the classes, then the last digit
         self.window = config.dag_window
         allowed = torch.tensor([[c == 'other' or c not in DIGIT_TOKEN_CLASSES for c in CLASSES],  # other tokens
-                                [c in DIGIT_TOKEN_CLASSES for c in CLASSES]])  # tokens of digits
-        self.register_buffer('mask', FORCE * allowed.float() - FORCE, persistent=False)  # (2, |CLASSES|): 0 or -FORCE
-        self.register_buffer('k_only', F.one_hot(torch.tensor(CLASSES.index('k')), len(CLASSES)).float(),
-                             persistent=False)
+                                [c in DIGIT_TOKEN_CLASSES for c in CLASSES],  # tokens of digits
+                                [c == 'other' or c not in DIGIT_TOKEN_CLASSES + ('k',) for c in CLASSES]])  # other
+        # tokens with no digits within K_REACH tokens before them
+        self.register_buffer('mask', FORCE * allowed.float() - FORCE, persistent=False)  # (3, |CLASSES|): 0 or -FORCE
 
     @staticmethod
     def near_digits(digit_len, cache=None):
@@ -448,17 +448,16 @@ class ValueExtractor(nn.Module):
         sequence, or before a cropped window, counts as one). Only there can a token be a 'k' suffix ("5k", "3 k")."""
         before = digit_len[:, :0] if cache is None or cache.window is None else cache.window[2][:, -K_REACH:]
         before = F.pad(before > 0, (K_REACH - before.size(1), 0), value=True)  # (B, K_REACH)
-        seq = torch.cat([before, digit_len > 0], 1)  # (B, K_REACH + T): seq[:, K_REACH + t] is token t
-        T = digit_len.size(1)
-        return torch.stack([seq[:, K_REACH - r:K_REACH - r + T] for r in range(1, K_REACH + 1)]).any(0)
+        seq = torch.cat([before, digit_len[:, :-1] > 0], 1)  # (B, K_REACH + T - 1): the tokens before each
+        return seq.unfold(1, K_REACH, 1).any(-1)  # token t's window: tokens t - K_REACH .. t - 1
 
     def forward(self, e, digit_value, digit_len, cache=None):
         """With a cache (DAGCache), e holds the new positions only; the numbers are read over them and the
         2 (window - 1) cached positions before them (the count of fractional digits is a windowed scan of
         a windowed scan), exactly as over the whole sequence."""
         class_logits, digit_logits = self.classify(e).split([len(CLASSES), 10], -1)
-        class_logits = class_logits + self.mask[(digit_len > 0).long()]  # (B, T, |CLASSES|)
-        class_logits = class_logits - FORCE * (~self.near_digits(digit_len, cache)).float()[..., None] * self.k_only
+        kind = torch.where(digit_len > 0, 1, torch.where(self.near_digits(digit_len, cache), 0, 2))  # mask's rows
+        class_logits = class_logits + self.mask[kind]  # (B, T, |CLASSES|)
         hard, soft = one_hot_argmax(class_logits)
         T = e.size(1)
         window = (hard, digit_value, digit_len) if cache is None else cache.extend_window(hard, digit_value, digit_len)
