@@ -10,6 +10,7 @@ References:
    forward(..., stats={}) returns diagnostics for the training loop (DAGGPT adds its DAG's).
 """
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -141,6 +142,19 @@ def device_peak_flops(device_type='cuda'):
         return None
     name = torch.cuda.get_device_name()
     return next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
+
+
+def inference(fn):
+    """Decorator for a decoding loop that returns a tensor: run it under torch.inference_mode (no autograd
+    bookkeeping at all; on this project's CPU cached decoding at batch 1 ran ~10% faster than under no_grad for
+    GPT and ~20% for GPT+DAG, NOTES.md) and return its result as an ordinary tensor, cloned outside inference mode,
+    so that a caller may still feed it to a model that trains (an inference tensor cannot be saved for backward)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode():
+            out = fn(*args, **kwargs)
+        return out.clone()
+    return wrapper
 
 
 class GPT(nn.Module):
@@ -317,7 +331,7 @@ class GPT(nn.Module):
         w = self.lm_head.weight
         return KVCache(cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.device, w.dtype)
 
-    @torch.no_grad()
+    @inference
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
         """Complete idx (B, T) with max_new_tokens tokens -> (B, T + max_new_tokens).
 
@@ -363,7 +377,7 @@ def sample_next(logits, temperature=1.0, top_k=None):
     return torch.multinomial(probs, num_samples=1)
 
 
-@torch.no_grad()
+@inference
 def greedy_decode(model, idx, max_new_tokens, stop_token=None, use_cache=False):
     """The plain greedy loop over any model's forward: idx LongTensor (B, T) -> (B, T + max_new_tokens).
 

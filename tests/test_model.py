@@ -60,6 +60,19 @@ def test_kv_cache_generation_equals_uncached(new_tokens):
     assert torch.equal(cached, greedy_decode(model, idx, new_tokens))
 
 
+def test_generated_tokens_can_be_trained_on():
+    # generation runs under torch.inference_mode; its tokens must still be usable where autograd runs
+    model = tiny_gpt()
+    idx = torch.randint(0, 50, (2, 5))
+    for out in (model.generate(idx, 6, temperature=0), greedy_decode(model, idx, 6)):
+        assert not out.is_inference()
+        model.train()
+        _, loss = model(out[:, :-1].contiguous(), out[:, 1:].contiguous())
+        loss.backward()
+        model.eval()
+    assert model.lm_head.weight.grad is not None
+
+
 def test_kv_cache_chunked_prefill_matches_full_forward():
     model = tiny_gpt()
     idx = torch.randint(0, 50, (2, 12))
