@@ -636,7 +636,7 @@ class DAGController(nn.Module):
             logits = logits + FORCE * torch.stack(torch.broadcast_tensors(*one_hots)).view(2, 1, -1, logits.size(-1))
         with_probs = torch.is_grad_enabled() or labels is not None  # what only the backward pass and the loss read
         visible = bias == 0 if self.training else None  # the nodes whose exploration noise can matter
-        i, p, v, probs = self.choose(logits, node_values[None, :, None].expand_as(logits), with_probs, visible)
+        i, p, v = self.choose(logits, node_values[None, :, None].expand_as(logits), with_probs, visible)
         (i_a, i_b), (v_a, v_b), (p_a, p_b) = i, v, p if with_probs else (None, None)  # (B, Tq, K) each
         anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
         anchor = anchors.gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
@@ -651,7 +651,7 @@ class DAGController(nn.Module):
         mixed = self.features(results, weights, op_hard, value)
         step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op),
                 'results': results, 'weights': weights,
-                'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'probs': probs,
+                'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'operand_logits': logits,
                 'anchor_a': anchors.gather(-1, i_a[..., 0])}  # (B, Tq): the new node's anchor, its a's
         if labels is not None:
             step['programs'] = self.programs(i, v, p, p_op, torch.cat(nodes['labels'], -1), labels[k])
@@ -702,17 +702,16 @@ class DAGController(nn.Module):
 
     def choose(self, logits, node_values, with_probs=True, visible=None):
         """Operand logits (..., N) -> the top-K candidate nodes (..., K) long, sorted by the exploration sample so
-        that index 0 is the hard choice; their renormalised probabilities (..., K); their values (..., K) float64
-        (of node_values (..., N)); the full softmax (..., N). visible (..., N) bool, broadcastable: the nodes
-        operand_mask lets through (see `explore`). Without with_probs (generation: only the backward pass and the
-        auxiliary loss read them) both probabilities are None."""
+        that index 0 is the hard choice; their probabilities renormalised over the K (..., K); their values (..., K)
+        float64 (of node_values (..., N)). visible (..., N) bool, broadcastable: the nodes operand_mask lets through
+        (see `explore`). Without with_probs (generation: only the backward pass and the auxiliary loss read them) the
+        probabilities are None."""
         K = min(self.topk, logits.size(-1))
         i = self.explore(logits, visible).topk(K, dim=-1).indices
         if not with_probs:
-            return i, None, node_values.gather(-1, i), None
-        probs = F.softmax(logits, dim=-1)
-        p = probs.gather(-1, i)
-        return i, p / p.sum(-1, keepdim=True).clamp(min=1e-9), node_values.gather(-1, i), probs  # 1e-9: no 0 / 0
+            return i, None, node_values.gather(-1, i)
+        # the softmax renormalised over the K candidates is the softmax of their logits: no softmax over all N nodes
+        return i, F.softmax(logits.gather(-1, i), dim=-1), node_values.gather(-1, i)
 
     @torch.no_grad()
     def explore(self, logits, visible=None):
@@ -794,7 +793,8 @@ class DAGController(nn.Module):
         """Cheap diagnostics as tensors (no host sync): each op's share of the choices (9,), the mean operand-choice
         entropy (nats) and the largest |value|, over every position and step."""
         op_usage = sum(F.one_hot(s['choice'][..., 2], len(OPS)).float().mean((0, 1)) for s in steps) / len(steps)
-        entropy = sum(-(p * p.clamp(min=1e-12).log()).sum(-1).mean() for s in steps for p in s['probs'])
+        entropy = sum(-(p * p.clamp(min=1e-12).log()).sum(-1).mean()
+                      for s in steps for p in F.softmax(s['operand_logits'], dim=-1))
         return {'op_usage': op_usage, 'operand_entropy': entropy / (2 * len(steps)),
                 'max_abs_value': values.abs().max()}
 
