@@ -146,9 +146,10 @@ def device_peak_flops(device_type='cuda'):
 
 def inference(fn):
     """Decorator for a decoding loop that returns a tensor: run it under torch.inference_mode (no autograd
-    bookkeeping at all; on this project's CPU cached decoding at batch 1 ran ~10% faster than under no_grad for
-    GPT and ~20% for GPT+DAG, NOTES.md) and return its result as an ordinary tensor, cloned outside inference mode,
-    so that a caller may still feed it to a model that trains (an inference tensor cannot be saved for backward)."""
+    bookkeeping at all; on this project's CPU cached decoding at batch 1 ran ~7-15% faster than under no_grad for
+    GPT and ~20-35% for GPT+DAG, whose token is ~3,000 small ops, NOTES.md) and return its result as an ordinary
+    tensor, cloned outside inference mode, so that a caller may still feed it to a model that trains (an inference
+    tensor cannot be saved for backward)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with torch.inference_mode():
