@@ -146,8 +146,8 @@ def device_peak_flops(device_type='cuda'):
 
 def inference(fn):
     """Decorator for a decoding loop that returns a tensor: run it under torch.inference_mode (no autograd
-    bookkeeping at all; on this project's CPU cached decoding at batch 1 ran ~7-15% faster than under no_grad for
-    GPT and ~20-35% for GPT+DAG, whose token is ~3,000 small ops, NOTES.md) and return its result as an ordinary
+    bookkeeping at all: a GPT+DAG token is ~3,000 small ops; bench.py's 500 cached tokens on this project's CPU went
+    from 189 to 250-257 tokens/s for GPT+DAG, NOTES.md, twenty-ninth session) and return its result as an ordinary
     tensor, cloned outside inference mode, so that a caller may still feed it to a model that trains (an inference
     tensor cannot be saved for backward)."""
     @functools.wraps(fn)
