@@ -61,6 +61,25 @@ def template_regex(category, template):
 TRAIN_TEMPLATES = {c: prep.TEMPLATES[c] + prep.COMPOSED_TEMPLATES[c] for c in prep.CATEGORIES}  # train and val
 REGEXES = {name: [(c, t, template_regex(c, t)) for c, ts in table.items() for t in ts]
            for name, table in (("train", TRAIN_TEMPLATES), ("held_out", prep.HELD_OUT_TEMPLATES))}
+# a core between made-up words (prep.filler_template: train and val only): (category, core, regex)
+FILLER_REGEXES = [(c, core, re.compile(r"(?P<lead>(?:[A-Za-z]+ )*)" + template_regex(c, core).pattern
+                                       + r"(?P<end>(?: [a-z]+)+) "))
+                  for c, cores in prep.CORES.items() for core in cores]
+
+
+def filler_readings(prompt):
+    """The readings of prompt as a core between made-up words: [(category, template, groups)], the template with
+    its words as make_problem records it. Every word must be one filler_word makes (0-2 before, 1-2 after)."""
+    found = []
+    for category, core, regex in FILLER_REGEXES:
+        m = regex.fullmatch(prompt)
+        if m:
+            lead, end = m["lead"].split(), m["end"].split()
+            words = [w[0].lower() + w[1:] if i == 0 else w for i, w in enumerate(lead)] + end
+            if len(lead) <= 2 and 1 <= len(end) <= 2 and all(map(prep.is_filler_word, words)):
+                groups = {k: v for k, v in m.groupdict().items() if k not in ("lead", "end")}
+                found.append((category, m["lead"] + core + m["end"] + " ", groups))
+    return found
 
 
 def exact_log(base, x):
@@ -166,12 +185,11 @@ def interpretations(prompt, table):
     """Every reading of prompt by a template of table ('train' or 'held_out'): [(category, template, groups,
     value, steps)]; a "multi" reading needs 2+ ops (a shorter expression is another category's template)."""
     found = []
-    for category, template, regex in REGEXES[table]:
-        m = regex.fullmatch(prompt)
-        if m:
-            value, steps = interpret(category, m.groupdict())
-            if category != "multi" or len(steps) >= 2:
-                found.append((category, template, m.groupdict(), value, steps))
+    matches = [(c, t, m.groupdict()) for c, t, r in REGEXES[table] for m in [r.fullmatch(prompt)] if m]
+    for category, template, groups in matches + (filler_readings(prompt) if table == "train" else []):
+        value, steps = interpret(category, groups)
+        if category != "multi" or len(steps) >= 2:
+            found.append((category, template, groups, value, steps))
     return found
 
 
@@ -308,6 +326,28 @@ def test_composed_templates():
         assert [w for w in HELD_OUT_WORDS if w in template], template
 
 
+def test_filler_words_are_made_up():
+    rng = random.Random(0)
+    words = [prep.filler_word(rng) for _ in range(2000)]
+    assert len(set(words)) > 1000 and {len(w) for w in words} == set(range(2, 8))
+    for word in set(words):
+        assert prep.is_filler_word(word) and word not in prep.TEMPLATE_WORDS, word
+        assert not [w for w in HELD_OUT_WORDS if w in word], word
+    assert not prep.is_filler_word("make") and not prep.is_filler_word("is") and not prep.is_filler_word("me")
+    assert prep.is_filler_word("zovi") and not prep.is_filler_word("zovik")  # no 'k': a number's suffix
+    for op in prep.CATEGORIES:  # a filler template has its core's slots; check_problem reads problems back
+        template = prep.filler_template(rng, op)
+        assert template.endswith(" ") and not re.search(r"\d", template), template
+        assert sorted(re.findall(r"\{(\w+)\}", template)) == (["a"] if op in ("identity", "multi") else ["a", "b"])
+    filler_problems = []
+    while len(filler_problems) < 200:
+        p = prep.make_problem(rng, "train")
+        if p["template"] not in prep.COMPOSED_TEMPLATES[p["op"]] + prep.TEMPLATES[p["op"]]:
+            filler_problems.append(p)
+            check_problem(p)
+    assert {p["op"] for p in filler_problems} == set(prep.OPS)  # chains keep their frames
+
+
 def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     again, other = tmp_path / "again", tmp_path / "other"
     prep.prepare(str(again), seed=1337, **SIZES)
@@ -325,10 +365,13 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
 def test_every_answer_and_step_is_right(corpus):
     # every line of the written train and val text, read back from the .bin files: one training template each
     composed = {t for ts in prep.COMPOSED_TEMPLATES.values() for t in ts}
+    plain = {t for ts in prep.TEMPLATES.values() for t in ts}
     for split in ("train", "val"):
         readings = [check_line(*split_line(line)) for line in corpus["texts"][split].splitlines()]
         share = sum(template in composed for _, template, *_ in readings) / len(readings)
-        assert abs(share - prep.P_COMPOSED) < 0.1, (split, share)  # the rest in TEMPLATES
+        filler = sum(template not in composed | plain for _, template, *_ in readings) / len(readings)
+        assert abs(share - prep.P_COMPOSED * (1 - prep.P_FILLER)) < 0.1, (split, share)  # the rest in TEMPLATES
+        assert abs(filler - prep.P_COMPOSED * prep.P_FILLER * (1 - prep.P_MULTI)) < 0.1 and filler > 0, (split, filler)
     # every held-out problem with its recorded fields; phrasing problems read only as held-out templates
     for p in corpus["problems"]:
         check_problem(p)
@@ -502,7 +545,7 @@ def expected_ops(prompt, answer):
     elif category == "identity":
         ends = []
     else:
-        m = dict((t, r) for c, t, r in REGEXES["train"])[template].fullmatch(prompt)
+        m = template_regex(category, template).fullmatch(prompt)
         slot = "a" if category == "log" else "b"
         ends = [(category, m.end(slot) - m.group(slot).endswith(")"))]  # "(-4)": the number ends before ')'
     out = {}

@@ -13,7 +13,8 @@ where the answer starts:
 It covers the DAG's nine ops (dag_model.OPS) alone and in expressions of 2..max_ops ops ("multi", at most
 MAX_STEPS), in 12 phrasings each (TEMPLATES, words and symbols) plus 3 held-out ones (HELD_OUT_TEMPLATES) that only
 the "phrasing" split uses; half of the train and val problems use one of 66-161 more per category instead
-(COMPOSED_TEMPLATES: frames such as "Tell me {q}. " around cores such as "the total of {a} and {b}"). Prompt numbers
+(COMPOSED_TEMPLATES: frames such as "Tell me {q}. " around cores such as "the total of {a} and {b}"; for P_FILLER
+of the single ops made-up words around a core instead, "Zovi 3 plus 4 temak "). Prompt numbers
 are written "12345", "12,345", "12.5" (1..9 decimals), "2.5k", negative in any position ("-7", "3 - (-4)",
 "(-4) * 5"). Answers are canonical: optional '-', digits, optional '.' and the fewest fractional digits ("0", never
 "-0"). All arithmetic is in Fraction, and every answer and every intermediate value is exact in float64: |x| < 2^53,
@@ -173,9 +174,20 @@ COMPOSED_TEMPLATES = {op: tuple(t for t in dict.fromkeys(frame.replace("{q}", co
                                                           for core in CORES[op]) if t not in TEMPLATES[op])
                       for op in CORES}
 P_COMPOSED = 0.5
+# Made-up words around a core, in place of a frame, for P_FILLER of the composed single-op train and val problems
+# ("Zovi 3 plus 4 temak " -> 7): whatever unknown words a prompt starts or ends with, the answer follows its last one.
+# Each word is new random letters (FILLER_LETTERS), so no wording is learned; none is a word of any template or frame,
+# and none holds a held-out phrasing's word (FILLER_BANNED), so the phrasing split stays unseen. Chains keep their
+# frames: with filler on chains too, test chains fell ~2.7 points over 8 seeds (NOTES.md, thirtieth session).
+P_FILLER = 0.3
+FILLER_LETTERS = ("bcdfghjlmnprstvwz", "aeiou")  # consonant, vowel, consonant, ...: no 'k' (a number's suffix)
+FILLER_BANNED = ("work", "get", "mak", "lot", "tak", "away", "leav", "pick", "spel", "plain", "expon", "turn", "must",
+                 "com", "find", "result", "pow", "over", "rais", "giv")
 P_MULTI = 0.3  # the share of chains among the train and val problems by default (the held-out splits: a tenth);
 # a tenth -> a fifth -> 0.3 over 6 seeds of the main job: NOTES.md, fifteenth and eighteenth sessions
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
+TEMPLATE_WORDS = frozenset(w.lower() for table in (TEMPLATES, HELD_OUT_TEMPLATES, CORES) for ts in table.values()
+                           for t in ts + FRAMES for w in re.findall(r"[A-Za-z]+", t))
 
 # Every printable ASCII char and the line end, sorted: the vocabulary does not depend on the templates, the seed or
 # the sizes, so a model trained on one corpus reads another (or any plain ASCII text).
@@ -495,11 +507,42 @@ def _check_sizes(max_digits, max_ops, p_multi=None):
         raise ValueError(f"p_multi={p_multi}: use a probability in 0..1 (or none: a uniform draw, a tenth chains)")
 
 
+def _layout_of(template):
+    return _LAYOUTS[template] if template in _LAYOUTS else _layout(template)
+
+
+def is_filler_word(word):
+    """Whether word (str) is one filler_word can make: 2..7 lowercase letters alternating from FILLER_LETTERS,
+    consonant first, no template's word, no held-out phrasing's (FILLER_BANNED)."""
+    return (re.fullmatch(r"[a-z]{2,7}", word) is not None and word not in TEMPLATE_WORDS
+            and all(c in FILLER_LETTERS[i % 2] for i, c in enumerate(word))
+            and not any(b in word for b in FILLER_BANNED))
+
+
+def filler_word(rng):
+    """A made-up word (is_filler_word), drawn with rng (a random.Random)."""
+    while True:
+        word = "".join(rng.choice(FILLER_LETTERS[i % 2]) for i in range(rng.randint(2, 7)))
+        if is_filler_word(word):
+            return word
+
+
+def filler_template(rng, op):
+    """A core of CORES[op] between 0-2 made-up words (the first may be capitalised) and 1-2 more, then a space:
+    "Zovi {a} plus {b} temak " (see P_FILLER)."""
+    lead = [filler_word(rng) for _ in range(rng.randint(0, 2))]
+    end = [filler_word(rng) for _ in range(rng.randint(1, 2))]
+    if lead and rng.random() < 0.5:
+        lead[0] = lead[0].capitalize()
+    return " ".join(lead + [rng.choice(CORES[op])] + end) + " "
+
+
 def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     """One random problem of a split, drawn with rng (a random.Random).
 
     split: one of SPLITS ("phrasing" draws HELD_OUT_TEMPLATES and test's numbers; test and extrap draw TEMPLATES;
-        train and val draw COMPOSED_TEMPLATES with probability P_COMPOSED, else TEMPLATES).
+        train and val draw COMPOSED_TEMPLATES with probability P_COMPOSED, else TEMPLATES; P_FILLER of the
+        composed single-op ones are a core between made-up words instead, filler_template).
     op: one of CATEGORIES (OPS or "multi"), or None for a uniform draw. max_ops: the longest "multi" chain (2..8).
     p_multi: with op None, the probability of "multi" for train and val (else one of OPS, uniformly); None draws
         uniformly over CATEGORIES (a tenth chains). The held-out splits always draw uniformly.
@@ -530,6 +573,8 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     else:  # train and val mix in the composed phrasings; test and extrap are drawn exactly as before they existed
         table = COMPOSED_TEMPLATES if split in ("train", "val") and rng.random() < P_COMPOSED else TEMPLATES
     template = rng.choice(table[op])
+    if table is COMPOSED_TEMPLATES and op != "multi" and rng.random() < P_FILLER:
+        template = filler_template(rng, op)
     for _ in range(1000):
         if op == "multi":
             drawn = _expr(rng, rng.randint(2, max_ops), lo, hi, bound)
@@ -548,7 +593,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
         (operands, result), ops = drawn, [op]
         leaves, values = [v for _, v in operands.values()], [result]
         closes = None  # after the prompt's last number, once the text is laid out
-        slots = [part for part in _LAYOUTS[template] if isinstance(part, tuple)]  # one number each, in text order
+        slots = [part for part in _layout_of(template) if isinstance(part, tuple)]  # one number each, in text order
         fields = {name: _leaf_parts(rng, operands[name], rule) for name, rule in slots}
         # the number a DAG step takes as its right operand: {b}, but for log the base {a} (dag_ops' log(x, base)
         # is log_base(x)); identity has none
@@ -557,7 +602,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     answer = format_answer(result)
 
     pieces, numbers, pos = [], [], 0
-    parts = [q for part in _LAYOUTS[template] for q in (fields[part[0]] if isinstance(part, tuple) else [part])]
+    parts = [q for part in _layout_of(template) for q in (fields[part[0]] if isinstance(part, tuple) else [part])]
     for part in parts + [(answer, result), "\n"]:
         if isinstance(part, tuple):
             numbers.append((pos, pos + len(part[0])))
