@@ -13,8 +13,8 @@ where the answer starts:
 It covers the DAG's nine ops (dag_model.OPS) alone and in expressions of 2..max_ops ops ("multi", at most
 MAX_STEPS), in 12 phrasings each (TEMPLATES, words and symbols) plus 3 held-out ones (HELD_OUT_TEMPLATES) that only
 the "phrasing" split uses; half of the train and val problems use one of 66-161 more per category instead
-(COMPOSED_TEMPLATES: frames such as "Tell me {q}. " around cores such as "the total of {a} and {b}"; for P_FILLER
-of the single ops made-up words around a core instead, "Zovi 3 plus 4 temak "). Prompt numbers
+(COMPOSED_TEMPLATES: frames such as "Tell me {q}. " around cores such as "the total of {a} and {b}"; P_FILLER of
+them made-up words around a core instead, "Zovi 3 plus 4 temak "). Prompt numbers
 are written "12345", "12,345", "12.5" (1..9 decimals), "2.5k", negative in any position ("-7", "3 - (-4)",
 "(-4) * 5"). Answers are canonical: optional '-', digits, optional '.' and the fewest fractional digits ("0", never
 "-0"). All arithmetic is in Fraction, and every answer and every intermediate value is exact in float64: |x| < 2^53,
@@ -174,11 +174,12 @@ COMPOSED_TEMPLATES = {op: tuple(t for t in dict.fromkeys(frame.replace("{q}", co
                                                           for core in CORES[op]) if t not in TEMPLATES[op])
                       for op in CORES}
 P_COMPOSED = 0.5
-# Made-up words around a core, in place of a frame, for P_FILLER of the composed single-op train and val problems
-# ("Zovi 3 plus 4 temak " -> 7): whatever unknown words a prompt starts or ends with, the answer follows its last one.
-# Each word is new random letters (FILLER_LETTERS), so no wording is learned; none is a word of any template or frame,
-# and none holds a held-out phrasing's word (FILLER_BANNED), so the phrasing split stays unseen. Chains keep their
-# frames: with filler on chains too, test chains fell ~2.7 points over 8 seeds (NOTES.md, thirtieth session).
+# Made-up words around a core, in place of a frame, for P_FILLER of the composed train and val problems ("Zovi 3 plus
+# 4 temak " -> 7): whatever unknown words a prompt starts or ends with, the answer follows its last one. Each word is
+# new random letters (FILLER_LETTERS), so no wording is learned; none is a word of any template or frame, and none
+# holds a held-out phrasing's word (FILLER_BANNED), so the phrasing split stays unseen. Seeds 1337-1342 of the main
+# job: held-out phrasings 63.1 -> 68.8% (up on all six), test chains 54.5 -> 53.6%; on single ops only, phrasings
+# gained 0.7 (NOTES.md, thirtieth session).
 P_FILLER = 0.3
 FILLER_LETTERS = ("bcdfghjlmnprstvwz", "aeiou")  # consonant, vowel, consonant, ...: no 'k' (a number's suffix)
 FILLER_BANNED = ("work", "get", "mak", "lot", "tak", "away", "leav", "pick", "spel", "plain", "expon", "turn", "must",
@@ -542,7 +543,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
 
     split: one of SPLITS ("phrasing" draws HELD_OUT_TEMPLATES and test's numbers; test and extrap draw TEMPLATES;
         train and val draw COMPOSED_TEMPLATES with probability P_COMPOSED, else TEMPLATES; P_FILLER of the
-        composed single-op ones are a core between made-up words instead, filler_template).
+        composed ones are a core between made-up words instead, filler_template).
     op: one of CATEGORIES (OPS or "multi"), or None for a uniform draw. max_ops: the longest "multi" chain (2..8).
     p_multi: with op None, the probability of "multi" for train and val (else one of OPS, uniformly); None draws
         uniformly over CATEGORIES (a tenth chains). The held-out splits always draw uniformly.
@@ -573,7 +574,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     else:  # train and val mix in the composed phrasings; test and extrap are drawn exactly as before they existed
         table = COMPOSED_TEMPLATES if split in ("train", "val") and rng.random() < P_COMPOSED else TEMPLATES
     template = rng.choice(table[op])
-    if table is COMPOSED_TEMPLATES and op != "multi" and rng.random() < P_FILLER:
+    if table is COMPOSED_TEMPLATES and rng.random() < P_FILLER:
         template = filler_template(rng, op)
     for _ in range(1000):
         if op == "multi":
