@@ -187,8 +187,8 @@ FILLER_BANNED = ("work", "get", "mak", "lot", "tak", "away", "leav", "pick", "sp
 P_MULTI = 0.3  # the share of chains among the train and val problems by default (the held-out splits: a tenth);
 # a tenth -> a fifth -> 0.3 over 6 seeds of the main job: NOTES.md, fifteenth and eighteenth sessions
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
-TEMPLATE_WORDS = frozenset(w.lower() for table in (TEMPLATES, HELD_OUT_TEMPLATES, CORES) for ts in table.values()
-                           for t in ts + FRAMES for w in re.findall(r"[A-Za-z]+", t))
+_TEXTS = [t for table in (TEMPLATES, HELD_OUT_TEMPLATES, CORES) for ts in table.values() for t in ts] + list(FRAMES)
+TEMPLATE_WORDS = frozenset(w.lower() for t in _TEXTS for w in re.findall(r"[A-Za-z]+", t))  # no filler word is one
 
 # Every printable ASCII char and the line end, sorted: the vocabulary does not depend on the templates, the seed or
 # the sizes, so a model trained on one corpus reads another (or any plain ASCII text).
@@ -508,14 +508,10 @@ def _check_sizes(max_digits, max_ops, p_multi=None):
         raise ValueError(f"p_multi={p_multi}: use a probability in 0..1 (or none: a uniform draw, a tenth chains)")
 
 
-def _layout_of(template):
-    return _LAYOUTS[template] if template in _LAYOUTS else _layout(template)
-
-
 def is_filler_word(word):
     """Whether word (str) is one filler_word can make: 2..7 lowercase letters alternating from FILLER_LETTERS,
     consonant first, no template's word, no held-out phrasing's (FILLER_BANNED)."""
-    return (re.fullmatch(r"[a-z]{2,7}", word) is not None and word not in TEMPLATE_WORDS
+    return (2 <= len(word) <= 7 and word not in TEMPLATE_WORDS
             and all(c in FILLER_LETTERS[i % 2] for i, c in enumerate(word))
             and not any(b in word for b in FILLER_BANNED))
 
@@ -576,6 +572,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     template = rng.choice(table[op])
     if table is COMPOSED_TEMPLATES and rng.random() < P_FILLER:
         template = filler_template(rng, op)
+    layout = _LAYOUTS.get(template) or _layout(template)  # a filler template is new each time
     for _ in range(1000):
         if op == "multi":
             drawn = _expr(rng, rng.randint(2, max_ops), lo, hi, bound)
@@ -594,7 +591,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
         (operands, result), ops = drawn, [op]
         leaves, values = [v for _, v in operands.values()], [result]
         closes = None  # after the prompt's last number, once the text is laid out
-        slots = [part for part in _layout_of(template) if isinstance(part, tuple)]  # one number each, in text order
+        slots = [part for part in layout if isinstance(part, tuple)]  # one number each, in text order
         fields = {name: _leaf_parts(rng, operands[name], rule) for name, rule in slots}
         # the number a DAG step takes as its right operand: {b}, but for log the base {a} (dag_ops' log(x, base)
         # is log_base(x)); identity has none
@@ -603,7 +600,7 @@ def make_problem(rng, split, max_digits=4, op=None, max_ops=4, p_multi=None):
     answer = format_answer(result)
 
     pieces, numbers, pos = [], [], 0
-    parts = [q for part in _layout_of(template) for q in (fields[part[0]] if isinstance(part, tuple) else [part])]
+    parts = [q for part in layout for q in (fields[part[0]] if isinstance(part, tuple) else [part])]
     for part in parts + [(answer, result), "\n"]:
         if isinstance(part, tuple):
             numbers.append((pos, pos + len(part[0])))
