@@ -31,6 +31,7 @@ n_embd = 128
 dropout = 0.0
 dag_depth = 0  # > 0: benchmark GPT+DAG and, for the ratio, the plain GPT of the same size
 dag_key_dim = 0  # GPT+DAG: dimensions of the operand queries and node keys (0: n_embd)
+dag_train_positions = 1.0  # GPT+DAG: share of the positions the DAG runs at in a training step (train.py's)
 real_data = True  # data/<dataset>/train.bin when it exists, else random tokens
 dataset = 'shakespeare_char'
 vocab_size = 0  # 0: the dataset's meta.pkl, else GPT-2's 50304
@@ -52,6 +53,7 @@ check_rules('bench.py', model_rules(batch_size, block_size, n_layer, n_head, n_e
     (train_iters >= 1, f"--train_iters={train_iters}: time at least 1 iteration"),
     (gen_new_tokens >= 0, f"--gen_new_tokens={gen_new_tokens}: use 0 to skip generation, or a number of tokens"),
     (vocab_size >= 0, f"--vocab_size={vocab_size}: use 0 for the dataset's, or a number of tokens"),
+    (0.0 < dag_train_positions <= 1.0, f"--dag_train_positions={dag_train_positions}: use a share in (0, 1]"),
 ])
 
 torch.manual_seed(seed)
@@ -105,7 +107,8 @@ def make_model(depth, context):
                 bias=bias, vocab_size=vocab_size, dag_depth=depth)
     tokens = vocabulary() if depth > 0 else None
     if tokens is not None:
-        args.update(dag_key_dim=dag_key_dim, dag_write_tokens=has_multi_digit_tokens(tokens))
+        args.update(dag_key_dim=dag_key_dim, dag_write_tokens=has_multi_digit_tokens(tokens),
+                    dag_train_positions=dag_train_positions)
     model = build_model(args)
     if tokens is not None:
         model.set_vocabulary(tokens[:vocab_size])

@@ -53,6 +53,10 @@ What this design gets right where its public ancestor did not (SPEC.md, "What a 
   next to each right operand ("*" at the 9 of "2664 / (148 * 9)"), where a step reads its op (the anchor). It is
   off for plain text.
 - Every parameter gets a gradient from the language-model loss alone, so DDP needs no find_unused_parameters.
+- Optionally cheaper training (dag_train_positions < 1): most of the DAG's cost is per position, and the
+  positions that need it are few (where a number has just been read, where a result is written), so a training
+  step can run the DAG at those and a random share of the rest only (DAGGPT.train_positions); evaluation and
+  generation run every position.
 
 Tried and left out (the main job, 750 iterations, seed 1337; NOTES.md): a gated write-back of the last step's next
 symbol straight into the logits (after Dietz & Klakow 2025): test 83.1% / extrap 79.5% against 85.4% / 80.1%
@@ -142,6 +146,7 @@ class DAGGPTConfig(GPTConfig):
     dag_window: int = 24  # longest number, in tokens, the value extractor reads
     dag_value_loss: float = 0.1  # weight of the auxiliary loss when forward() is given roles / steps
     dag_write_tokens: bool = False  # a logit path for each step's next token (BPE: digit tokens hold several digits)
+    dag_train_positions: float = 1.0  # share of the positions a training step runs the DAG at (train_positions)
 
 
 # -----------------------------------------------------------------------------
@@ -468,6 +473,18 @@ class ValueExtractor(nn.Module):
                 class_logits, digit_logits)
 
 
+def number_ends(length):
+    """Number lengths in tokens (B, T) long (the value extractor's) -> (B, T) bool: the tokens that end a number
+    (the next token does not continue it; the sequence's last token counts as ending one if it is in one)."""
+    return (length > 0) & (F.pad(length[:, 1:], (0, 1)) <= length)
+
+
+def after_number(length):
+    """(B, T) bool: the positions right after a number ends (where a sub-expression's last operand has just been
+    read, so a step there can compute it: see DAGController.operand_mask)."""
+    return F.pad(number_ends(length)[:, :-1], (1, 0))
+
+
 def scratch_index(T, j, position=None):
     """The node index (as in DAGController's choices and programs) of step j's scratch node at a position: an int,
     or None for every query position's own (a (T,) long tensor, to force "step j of this position"). T: the
@@ -481,6 +498,9 @@ class DAGController(nn.Module):
     (written, (B, Tq) long: the Abacus index), the extractor's class choices (B, Tq, |CLASSES|), the context
     (B, Tq, n_embd) that the operand queries and op heads read. Tq is the whole sequence in training; in cached
     generation (cache, a DAGCache) only the new positions, and the nodes of earlier ones come from the cache.
+    With positions (B, M) long (a training step's share: DAGGPT.train_positions; no cache, no program) the steps
+    run at those positions only, the outputs below are theirs (M in place of Tq), and a step reads the token nodes
+    of every position but the scratch nodes of those M only, numbered T + j M + m (step j's node at positions[:, m]).
     Optionally a program that forces the choices: one (a, b, op) per step, a and b indexing the nodes (token
     positions 0..T-1, then step j's scratch node at position s at T (1 + j) + s: scratch_index; an int, or a (T,)
     tensor of one node per position), op a name in OPS; forced choices must be visible from the position that
@@ -530,16 +550,23 @@ class DAGController(nn.Module):
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
 
     def forward(self, node_emb, values, length, written, classes, ctx, program=None,
-                cache=None, with_stats=False, labels=None):
+                cache=None, with_stats=False, labels=None, positions=None):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
         anchor_logits = new_anchor_logits = self.op_anchor(ctx).float()  # (B, Tq, 9)
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
             token_keys, values, length, anchor_logits = cache.extend_nodes(token_keys, values.detach(), length,
                                                                            anchor_logits)
+        scratch_everywhere = positions is None  # a scratch node at every position, else at the queries' only
+        if positions is not None:  # the queries: a share of the positions (training)
+            ctx, written = gather_positions(ctx, positions), gather_positions(written, positions)
+            labels = gather_positions(labels, positions) if labels is not None else None
         B, Tq, C = ctx.shape
         Tk = token_keys.size(1)
-        masks = self.operand_mask(length, Tq)
+        if positions is None:  # the queries are the last Tq positions (all of them, or a cache's new ones)
+            positions = torch.arange(Tk - Tq, Tk, device=ctx.device).expand(B, Tq)
+        masks = self.operand_mask(length, positions, scratch_everywhere)
+        own_keys = token_keys[:, -Tq:] if scratch_everywhere else gather_positions(token_keys, positions)
         # every step's two operand queries (B, Tq, 2, dk), each from its own slice of the weight: every gradient
         # stays contiguous (sliced after one Linear, the rank logits' backward matmul took a strided gradient, 4.3 ms
         # instead of 1.0 of a ~280 ms training step; the same values, NOTES.md)
@@ -565,7 +592,7 @@ class DAGController(nn.Module):
         steps = []
         for k in range(self.depth):
             step = self.step(k, nodes, **ctx)
-            node = (self.key(step['emb']) + token_keys[:, -Tq:], step['value'], step['anchor_a'])
+            node = (self.key(step['emb']) + own_keys, step['value'], step['anchor_a'])
             if cache is not None:
                 node = cache.extend_scratch(k, node)
             for name, x in zip(('keys', 'values', 'anchors'), node):
@@ -590,10 +617,12 @@ class DAGController(nn.Module):
             out['programs'] = [s['programs'] for s in steps]
         return out
 
-    def operand_mask(self, length, Tq):
-        """Number lengths of every token so far (B, Tk) -> for the last Tq positions (the queries) and every node
-        (the Tk token nodes, then the Tk scratch nodes of each step but the last, numbered as the choices are):
-        the operand logit bias (B, Tq, dag_depth Tk) float32 and the recency rank (B, Tq, dag_depth Tk) long.
+    def operand_mask(self, length, positions, scratch_everywhere=True):
+        """Number lengths of every token so far (B, Tk) and the queries' positions (B, Tq) long -> for each query and
+        every node (the Tk token nodes, then the scratch nodes of each step but the last, numbered as the choices
+        are: S of them a step, one at every position (S = Tk), or without scratch_everywhere one at each query's
+        position (S = Tq)): the operand logit bias (B, Tq, Tk + (dag_depth - 1) S) float32 and the recency rank (the
+        same shape) long.
         A token node: bias 0 for a number's last token, NOT_A_NUMBER for other past tokens, FUTURE for future
         ones; rank among numbers, capped at MAX_RANK - 1: 0 for the number at the query position itself, 2 for
         the last one that ended before it, 3 for the one before that, ... (1 is never used: the count of numbers
@@ -601,22 +630,25 @@ class DAGController(nn.Module):
         whatever the numbers' lengths). A scratch node: bias 0 at the query position itself and at the positions
         right after a number ends (where a sub-expression's last operand has just been read: "(3 + 4)" is
         computed at ")"), else as for the tokens; its rank is its position's (0 itself, 1 right after the last
-        number, ...), offset by MAX_RANK (an embedding of its own). Step k reads the first Tk (1 + k) columns."""
+        number, ...), offset by MAX_RANK (an embedding of its own). Step k reads the first Tk + k S columns."""
         Tk = length.size(1)
-        pos = torch.arange(Tk - Tq, Tk, device=length.device)[:, None]  # (Tq, 1): each query's position
-        node = torch.arange(Tk, device=length.device)[None, :]  # (1, Tk)
-        # a token ends a number when the next one does not continue it; the query's own token may still be ending one
-        ends_before = (length > 0) & (F.pad(length[:, 1:], (0, 1)) <= length)  # (B, Tk)
-        is_self = node == pos  # (Tq, Tk)
-        ends = torch.where(is_self, (length[:, -Tq:] > 0)[:, :, None], ends_before[:, None, :])  # (B, Tq, Tk)
+        pos = positions[:, :, None]  # (B, Tq, 1): each query's position
+        node = torch.arange(Tk, device=length.device)[None, None, :]  # (1, 1, Tk)
+        ends_before = number_ends(length)  # (B, Tk)
+        is_self = node == pos  # (B, Tq, Tk)
+        own_ends = (length.gather(1, positions) > 0)[:, :, None]  # the query's own token may still be ending one
+        ends = torch.where(is_self, own_ends, ends_before[:, None, :])  # (B, Tq, Tk)
         bias = torch.where(node <= pos, torch.where(ends, 0.0, NOT_A_NUMBER), FUTURE)
         seen = F.pad(torch.cumsum(ends_before.long(), dim=1)[:, :-1], (1, 0))  # (B, Tk): numbers ended before t
-        rank = seen[:, -Tq:, None] - seen[:, None, :] + (~is_self).long()
-        after_end = F.pad(ends_before[:, :-1], (1, 0))[:, None, :] | is_self  # (B, Tq, Tk)
+        rank = (seen.gather(1, positions)[:, :, None] - seen[:, None, :] + (~is_self).long()).clamp(0, MAX_RANK - 1)
+        after_end = after_number(length)[:, None, :] | is_self  # (B, Tq, Tk)
         scratch_bias = torch.where(node <= pos, torch.where(after_end, 0.0, NOT_A_NUMBER), FUTURE)
-        rank = rank.clamp(0, MAX_RANK - 1)
+        scratch_rank = rank + MAX_RANK
+        if not scratch_everywhere:  # the columns of the queries' positions
+            columns = positions[:, None, :].expand_as(scratch_bias[..., :positions.size(1)])
+            scratch_bias, scratch_rank = scratch_bias.gather(2, columns), scratch_rank.gather(2, columns)
         return (torch.cat([bias] + [scratch_bias] * (self.depth - 1), -1),
-                torch.cat([rank] + [rank + MAX_RANK] * (self.depth - 1), -1))
+                torch.cat([rank] + [scratch_rank] * (self.depth - 1), -1))
 
     def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, labels=None):
         """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
@@ -863,6 +895,19 @@ class DAGReadout(nn.Module):
         return self.proj(feats.flatten(2)) + node_emb.mean(2)  # (B, T, C)
 
 
+def gather_positions(x, positions):
+    """x (B, T, ...) at positions (B, M) long -> (B, M, ...)."""
+    index = positions.view(*positions.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:])
+    return x.gather(1, index)
+
+
+def scatter_positions(x, positions, T, fill):
+    """x (B, M, ...) put back at positions (B, M) long of a (B, T, ...) tensor of fill (gather_positions'
+    inverse)."""
+    index = positions.view(*positions.shape, *[1] * (x.dim() - 2)).expand_as(x)
+    return torch.full((x.size(0), T, *x.shape[2:]), fill, dtype=x.dtype, device=x.device).scatter(1, index, x)
+
+
 def labelled_cross_entropy(logits, targets):
     """Mean cross-entropy of logits (B, T, K) against targets (B, T) long over the labelled positions (targets
     >= 0); 0, not NaN, when none is labelled."""
@@ -934,6 +979,8 @@ class DAGGPT(GPT):
             raise ValueError(f"DAGGPT needs dag_depth >= 1, got {config.dag_depth}; use GPT for dag_depth=0")
         if config.dag_key_dim < 0:
             raise ValueError(f"dag_key_dim must be >= 0 (0: n_embd), got {config.dag_key_dim}")
+        if not 0 < config.dag_train_positions <= 1:
+            raise ValueError(f"dag_train_positions must be in (0, 1] (1: all), got {config.dag_train_positions}")
         super().__init__(config)
         for name, table in number_tables([], config.vocab_size).items():  # set_vocabulary fills them (TABLES)
             self.register_buffer(name, table)
@@ -985,13 +1032,20 @@ class DAGGPT(GPT):
                 e, self.digit_value[idx], self.digit_len[idx], cache)
             ctx = run_block(self.context, e, cache.context if cache is not None else None)
             labels = step_labels(steps, self.config.dag_depth) if steps is not None else None
+            subset = self.training and torch.is_grad_enabled() and self.config.dag_train_positions < 1 \
+                and cache is None and program is None
+            positions = self.train_positions(length, labels) if subset else None
             out = self.controller(e, token_values, length, written, classes, ctx, program, cache=cache,
-                                  with_stats=with_stats, labels=labels)
+                                  with_stats=with_stats, labels=labels, positions=positions)
             dag_sem = self.readout(out['feats'], out['emb'])
+            if positions is not None:  # elsewhere no dag_sem: the DAG did not run there
+                dag_sem = scatter_positions(dag_sem, positions, h.size(1), 0.0)
         out.update(token_values=token_values, length=length, written=written)
         if self.config.dag_write_tokens:
             with torch.no_grad():
-                out['next_tokens'] = next_tokens(out['values'], written, {n: getattr(self, n) for n in TABLES})
+                at = written if positions is None else gather_positions(written, positions)
+                ids = next_tokens(out['values'], at, {n: getattr(self, n) for n in TABLES})
+                out['next_tokens'] = ids if positions is None else scatter_positions(ids, positions, h.size(1), -1)
         losses = []
         if roles is not None:  # what each token is, and for a token of digits also its last digit
             digit = torch.where((roles >= 0) & self.is_digits[idx], (self.digit_value[idx] % 10).long(), -1)
@@ -1001,6 +1055,21 @@ class DAGGPT(GPT):
         if ops is not None:  # the op named next to each right operand, where the steps read it (DAGController.step)
             losses.append(OPS_LABEL_WEIGHT * labelled_cross_entropy(out['anchor_logits'], ops))
         return dag_sem, out, sum(losses) if losses else None
+
+    def train_positions(self, length, labels):
+        """The positions (B, M) long, ascending, that the DAG runs at in a training step when dag_train_positions
+        < 1: those right after a number ends (later positions read their scratch nodes: operand_mask) and those where
+        a step has a label (labels (B, T, dag_depth) float64, NaN where none, or None), then a random draw of the
+        others up to M = dag_train_positions x T. Where a row has more of the first kind than M, a random M of them.
+        A position left out gets no dag_sem in that step, as if its gate were shut; evaluation and generation run
+        every position. (A training step's cost of the DAG is nearly all per query position; NOTES.md.)"""
+        B, T = length.shape
+        needed = after_number(length)
+        if labels is not None:
+            needed = needed | ~labels.isnan().all(-1)
+        M = max(1, round(self.config.dag_train_positions * T))
+        score = torch.rand(B, T, device=length.device) + 2 * needed  # the needed ones first, then at random
+        return score.topk(M, dim=1).indices.sort(dim=1).values
 
     def forward(self, idx, targets=None, roles=None, steps=None, ops=None, kv_cache=None, stats=None):
         """As GPT.forward, plus the optional labels roles (B, T), steps (B, T, S) and ops (B, T) (see `dag`), and

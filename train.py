@@ -76,6 +76,9 @@ dag_value_loss = 0.1  # GPT+DAG: weight of the auxiliary loss on labelled number
                       # the labels (data/<dataset>/train_roles.bin, _steps_of.bin, _steps.npy, written by
                       # data/numeric/prepare.py); 0 = off. 0.1 beat 1.0 on the main job (test 88.7% against
                       # 82.9%, 3 seeds) and spares the trunk for prose (NOTES.md, issue 10)
+dag_train_positions = 1.0  # GPT+DAG: share of the positions the DAG runs at in a training step (the rest get no
+                           # DAG that step; evaluation runs them all): every position after a number or with a step
+                           # label, then random ones (dag_model.DAGGPT.train_positions)
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
@@ -136,6 +139,8 @@ def check_settings():
         (line_margin >= 0, f"--line_margin={line_margin}: use a number of tokens >= 0"),
         (multi_step_windows >= 0, f"--multi_step_windows={multi_step_windows}: use a number of windows >= 0"),
         (0.0 <= multi_step_from <= 1.0, f"--multi_step_from={multi_step_from}: use a fraction of the training"),
+        (0.0 < dag_train_positions <= 1.0,
+         f"--dag_train_positions={dag_train_positions}: use a share of the positions in (0, 1] (1: all of them)"),
         (tracker in ('wandb', 'trackio'), f"--tracker={tracker!r}: use 'wandb' (W&B) or 'trackio' (local dashboard)"),
         (init_from in ('scratch', 'resume') or init_from.startswith('gpt2') or os.path.isdir(init_from),
          f"--init_from={init_from!r}: use 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, ...) or a local "
@@ -325,6 +330,7 @@ if os.path.exists(meta_path):
 # model init
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
                   vocab_size=None, dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss,
+                  dag_train_positions=dag_train_positions,
                   **(dict(dag_topk=dag_topk, dag_key_dim=dag_key_dim, dag_window=dag_window) if dag_depth > 0 else {}))
 tokens = None  # GPT+DAG reads the digits of each token from its text (dag_model.number_tables)
 if dag_depth > 0 and init_from != 'resume':
@@ -356,7 +362,8 @@ elif init_from == 'resume':
                 not (k == 'block_size' and block_size < saved_args[k]):  # a smaller block_size crops the model
             print(f"resume: {k} = {saved_args[k]!r} from the checkpoint, not the {globals()[k]!r} set here "
                   f"(the architecture comes from the checkpoint; use a new out_dir to change it)")
-    model_args = {'dag_depth': 0, **saved_args, 'dropout': dropout, 'dag_value_loss': dag_value_loss}
+    model_args = {'dag_depth': 0, **saved_args, 'dropout': dropout, 'dag_value_loss': dag_value_loss,
+                  'dag_train_positions': dag_train_positions}
     checkpoint['model_args'] = model_args
     try:
         model = model_from_checkpoint(checkpoint)
@@ -376,7 +383,8 @@ else:  # gpt2*, or a local directory saved by transformers
     else:
         from model import GPT as model_cls
     override_args = dict(dropout=dropout) if dag_depth == 0 else \
-        dict(dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss, dag_topk=dag_topk,
+        dict(dropout=dropout, dag_depth=dag_depth, dag_value_loss=dag_value_loss,
+             dag_train_positions=dag_train_positions, dag_topk=dag_topk,
              dag_key_dim=dag_key_dim, dag_window=dag_window, dag_write_tokens=model_args['dag_write_tokens'])
     try:
         model = model_cls.from_pretrained(init_from, override_args)

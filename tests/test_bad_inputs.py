@@ -94,6 +94,8 @@ BAD_INPUTS = [
     ('train.py', [*TINY, '--line_windows=True', '--block_size=499'], 'no newline token where a window'),
     ('train.py', [*TINY, '--multi_step_windows=-1'], '--multi_step_windows=-1'),
     ('train.py', [*TINY, '--multi_step_from=1.5'], '--multi_step_from=1.5'),
+    ('train.py', [*TINY, '--dag_depth=2', '--dag_train_positions=0'], '--dag_train_positions=0.0: use a share'),
+    ('bench.py', ['--dag_depth=2', '--dag_train_positions=1.5'], '--dag_train_positions=1.5: use a share'),
     ('train.py', [*TINY, '--multi_step_windows=4'], 'needs the step labels'),  # at the start, not halfway
     ('train.py', [*TINY, '--gradient_accumulation_steps=0'], '--gradient_accumulation_steps=0'),
     ('train.py', [*TINY, '--batch_size=0'], '--batch_size=0'),

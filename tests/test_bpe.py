@@ -227,12 +227,14 @@ def test_forced_program_writes_the_answer_in_gpt2_tokens(enc, gpt2_tokens, promp
     assert out['next_tokens'][0, len(ids) - 2, -1].tolist() == [-1, -1]  # the answer is complete: 'end'
 
 
-def test_bpe_model_trains_and_decodes_the_same_with_and_without_the_cache(enc, gpt2_tokens):
-    """A random GPT+DAG on GPT-2 tokens with the write path: finite loss and gradients for every parameter, and
-    cached greedy decoding gives the tokens of uncached decoding, also past block_size."""
+@pytest.mark.parametrize('share', [1.0, 0.5])
+def test_bpe_model_trains_and_decodes_the_same_with_and_without_the_cache(enc, gpt2_tokens, share):
+    """A random GPT+DAG on GPT-2 tokens with the write path: finite loss and gradients for every parameter (also
+    when a training step runs the DAG at a share of the positions), and cached greedy decoding gives the tokens of
+    uncached decoding, also past block_size."""
     torch.manual_seed(0)
     cfg = DAGGPTConfig(block_size=24, vocab_size=50304, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=False,
-                       dag_depth=2, dag_write_tokens=True)
+                       dag_depth=2, dag_write_tokens=True, dag_train_positions=share)
     model = DAGGPT(cfg, gpt2_tokens)
     idx = torch.tensor([enc.encode_ordinary('What is 12 345 plus 6? 12351\n1,700 - 2.5k = -800\n')[:24]])
     _, loss = model(idx[:, :-1], idx[:, 1:])

@@ -469,8 +469,9 @@ def test_learned_choices_compute_exactly(mode):
 
 def assert_choices_exact(model, token_values, out):
     """Every DAG value of out (DAGGPT.dag's dict, one row) is its chosen op on the exact values token_values (T,)
-    and the earlier steps' values: bit for bit where float64 holds the result."""
-    T = token_values.numel()
+    and the earlier steps' values: bit for bit where float64 holds the result. With a training step's share of
+    the positions (DAGGPT.train_positions), out holds those positions' nodes only, numbered as the choices are."""
+    T = out['values'].size(1)  # the positions the DAG ran at: all, or a training step's share
     checked = 0
     for t in range(T):
         nodes = token_values.tolist() + out['values'][0].T.flatten().tolist()  # tokens, then each step's nodes
@@ -487,6 +488,70 @@ def assert_choices_exact(model, token_values, out):
                 want = dag_ops(torch.tensor(nodes[a], dtype=D), torch.tensor(nodes[b], dtype=D))[o].item()
                 assert got == want or (OPS[o] in ('log', 'pow') and abs(got - want) <= math.ulp(want))
     assert checked > T  # most choices are exact ops
+
+
+def run_on_a_share(model, idx, share, monkeypatch):
+    """model.dag on idx (1, T) in training with dag_train_positions=share -> (the positions it ran at (1, M), its
+    dict, and a list to which each later call's positions are appended)."""
+    model.config.dag_train_positions = share
+    drawn = []
+    train_positions = model.train_positions
+    monkeypatch.setattr(model, 'train_positions', lambda *a: drawn.append(train_positions(*a)) or drawn[-1])
+    _, out, _ = model.dag(idx, model.hidden_states(idx))
+    return drawn[0], out, drawn
+
+
+def test_training_on_a_share_of_the_positions_computes_exactly_there(monkeypatch):
+    """With dag_train_positions < 1 a training step runs the DAG at M = share x T positions: every position right
+    after a number (later positions read its nodes) and random others, ascending; what it computes there is
+    exact, and positions left out get no dag_sem (their logits are the GPT's)."""
+    model = wired_dag(depth=4, seed=3).train()
+    idx = encode(CHOICES_TEXT)
+    T = idx.size(1)
+    positions, out, drawn = run_on_a_share(model, idx, 0.5, monkeypatch)
+    assert positions.shape == (1, round(0.5 * T)) and out['values'].shape == (1, positions.size(1), 4)
+    assert (positions.diff() > 0).all()
+    after = [t for t in range(1, T) if CHOICES_TEXT[t - 1].isdigit() and not CHOICES_TEXT[t].isdigit() and
+             CHOICES_TEXT[t] not in ',.k']
+    assert set(after) <= set(positions[0].tolist())
+    assert_choices_exact(model, out['token_values'][0], out)
+    logits, _ = model(idx, idx)
+    positions = drawn[-1]  # this step's draw
+    left_out = sorted(set(range(T)) - set(positions[0].tolist()))
+    gpt_logits = model.lm_head(model.hidden_states(idx))
+    assert torch.equal(logits[0, left_out], gpt_logits[0, left_out])
+    assert not torch.equal(logits[0, positions[0]], gpt_logits[0, positions[0]])
+
+
+def test_a_share_of_the_positions_computes_what_all_of_them_do(monkeypatch):
+    """The same choices (the controller's argmax: no exploration noise) at the positions a share keeps give the
+    same values and readout as the DAG run at every position, wherever an operand is visible."""
+    model = wired_dag(depth=4, seed=3).train()
+    model.controller.eval()  # argmax choices, still the training step's share of the positions
+    idx = encode(CHOICES_TEXT)
+    _, full, _ = model.dag(idx, model.hidden_states(idx))
+    positions, share, _ = run_on_a_share(model, idx, 0.5, monkeypatch)
+    first = CHOICES_TEXT.index(' ')  # after the first number: some operand is visible
+    kept = positions[0] >= first
+    assert torch.equal(share['values'][0, kept], full['values'][0, positions[0, kept]])
+    assert torch.equal(share['symbols'][0, kept], full['symbols'][0, positions[0, kept]])
+    torch.testing.assert_close(share['feats'][0, kept], full['feats'][0, positions[0, kept]], rtol=0, atol=0)
+
+
+def test_training_positions_keep_every_labelled_position():
+    """train_positions: the positions after a number and those with a step label come before random ones."""
+    model = tiny_dag(depth=2, dag_train_positions=0.25)
+    length = torch.zeros(2, 32, dtype=torch.long)
+    length[:, 3:5] = torch.tensor([1, 2])  # a number at tokens 3-4: position 5 is after it
+    labels = torch.full((2, 32, 2), float('nan'), dtype=D)
+    labels[0, [9, 20, 30], 1] = 7.0
+    labels[1, 12, 0] = 3.0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        positions = model.train_positions(length, labels)
+        assert positions.shape == (2, 8)
+        assert {5, 9, 20, 30} <= set(positions[0].tolist()) and {5, 12} <= set(positions[1].tolist())
+        assert all(len(set(row)) == 8 for row in positions.tolist())
 
 
 def _ddp_rank(rank, world_size, init_file):
@@ -594,7 +659,7 @@ def test_a_step_reads_the_node_an_earlier_position_computed(mode):
         assert out['values'][0, t].tolist() == [7.0, 35.0]
         assert spelled(out, t) == '35'[t - first:]
     assert out['choices'][0, first, 1, 0].item() == scratch_index(T, 0, close)
-    scratch_bias = model.controller.operand_mask(out["length"], T)[0][..., T:2 * T]  # step 0's scratch nodes
+    scratch_bias = model.controller.operand_mask(out["length"], torch.arange(T)[None])[0][..., T:2 * T]  # step 0's
     assert scratch_bias[0, first, close] == 0 and scratch_bias[0, first, first] == 0  # ')' and itself
     assert scratch_bias[0, first, text.index('+')] < -1e8 and scratch_bias[0, close, close + 1] < -1e8  # future
 
@@ -722,7 +787,7 @@ def test_training_choices_explore_on_the_models_own_path_and_keep_to_visible_ope
     assert not torch.equal(*(c[:, :, 0, :2] for c in choices))  # step 0's operands: only their noise can move them
     T = idx.size(1)
     length = out['length']  # the numbers' lengths: the same in every draw
-    bias = model.controller.operand_mask(length, T)[0]  # (1, T, depth T): 0 where an operand may be read
+    bias = model.controller.operand_mask(length, torch.arange(T)[None])[0]  # (1, T, depth T): 0: an operand may be read
     for k in range(2):
         visible = bias[..., :T * (1 + k)] == 0
         chosen = choices[0][:, :, k, :2]  # (1, T, 2) node indices
