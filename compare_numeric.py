@@ -1,12 +1,12 @@
 """
 GPT+DAG against a plain GPT of about the same number of parameters, on the numeric corpus, over several seeds:
 exact-match accuracy on the held-out test, extrapolation and phrasing problems (eval_numeric.py). Each run is
-`train.py config/train_default.py` for a fixed number of iterations (by default the config's: the main job's 1800
+`train.py config/train_default.py` for a fixed number of iterations (by default the config's: the main job's 2400
 batches of 16, so the figures do not depend on the machine), or, with --seconds, for equal wall-clock time (the
 learning-rate schedule then runs on the clock). Each run's ms/iter is printed, so the cost is seen next to the
 accuracy. Runs are sequential; keep the machine otherwise idle for --seconds.
 
-$ python data/numeric/prepare.py && python compare_numeric.py          # GPT+DAG, matched GPT, 3 seeds x 1800 iters
+$ python data/numeric/prepare.py && python compare_numeric.py          # GPT+DAG, matched GPT, 3 seeds x 2400 iters
 $ python compare_numeric.py --models=gpt,dag,dag-nolabels --seeds=1337  # with and without the auxiliary labels
 $ python compare_numeric.py --seconds=300                               # equal time instead of equal iterations
 $ python compare_numeric.py --train_args="--n_embd=64 --batch_size=16"   # more train.py settings for every run
