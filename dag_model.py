@@ -557,14 +557,14 @@ class DAGController(nn.Module):
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
             token_keys, values, length, anchor_logits = cache.extend_nodes(token_keys, values.detach(), length,
                                                                            anchor_logits)
+        Tk = token_keys.size(1)
         scratch_everywhere = positions is None  # a scratch node at every position, else at the queries' only
-        if positions is not None:  # the queries: a share of the positions (training)
+        if scratch_everywhere:  # the queries are the last Tq positions (all of them, or a cache's new ones)
+            positions = torch.arange(Tk - ctx.size(1), Tk, device=ctx.device).expand(ctx.size(0), -1)
+        else:  # a training step's share of the positions: their context, Abacus index and labels
             ctx, written = gather_positions(ctx, positions), gather_positions(written, positions)
             labels = gather_positions(labels, positions) if labels is not None else None
         B, Tq, C = ctx.shape
-        Tk = token_keys.size(1)
-        if positions is None:  # the queries are the last Tq positions (all of them, or a cache's new ones)
-            positions = torch.arange(Tk - Tq, Tk, device=ctx.device).expand(B, Tq)
         masks = self.operand_mask(length, positions, scratch_everywhere)
         own_keys = token_keys[:, -Tq:] if scratch_everywhere else gather_positions(token_keys, positions)
         # every step's two operand queries (B, Tq, 2, dk), each from its own slice of the weight: every gradient
