@@ -49,11 +49,10 @@ peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0 = look up the GPU
 configure(globals())
 check_device(device, dtype)
 check_rules('bench.py', model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth,
-                                     dag_key_dim) + [
+                                     dag_key_dim, dag_train_positions) + [
     (train_iters >= 1, f"--train_iters={train_iters}: time at least 1 iteration"),
     (gen_new_tokens >= 0, f"--gen_new_tokens={gen_new_tokens}: use 0 to skip generation, or a number of tokens"),
     (vocab_size >= 0, f"--vocab_size={vocab_size}: use 0 for the dataset's, or a number of tokens"),
-    (0.0 < dag_train_positions <= 1.0, f"--dag_train_positions={dag_train_positions}: use a share in (0, 1]"),
 ])
 
 torch.manual_seed(seed)

@@ -130,9 +130,11 @@ def configure(g, argv=None):
     return changed
 
 
-def model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth, dag_key_dim):
+def model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth, dag_key_dim,
+                dag_train_positions=1.0):
     """The (ok, message) rules a script's model and batch settings must pass (check_rules applies them): sizes of
-    at least 1, n_embd divisible by n_head, a dropout probability, dag_depth and dag_key_dim >= 0."""
+    at least 1, n_embd divisible by n_head, a dropout probability, dag_depth and dag_key_dim >= 0, a share of the
+    positions in (0, 1]."""
     return [
         (batch_size >= 1, f"--batch_size={batch_size}: a batch needs at least 1 sequence"),
         (block_size >= 1, f"--block_size={block_size}: a sequence needs at least 1 token"),
@@ -142,6 +144,8 @@ def model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_de
         (0.0 <= dropout < 1.0, f"--dropout={dropout}: a probability in [0, 1)"),
         (dag_depth >= 0, f"--dag_depth={dag_depth}: use 0 for a plain GPT or the number of DAG steps (e.g. 4)"),
         (dag_key_dim >= 0, f"--dag_key_dim={dag_key_dim}: use 0 for n_embd or a number of dimensions (e.g. 32)"),
+        (0.0 < dag_train_positions <= 1.0,
+         f"--dag_train_positions={dag_train_positions}: use a share of the positions in (0, 1] (1: all of them)"),
     ]
 
 

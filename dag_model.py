@@ -1017,7 +1017,9 @@ class DAGGPT(GPT):
         tokens), 'written' (B, T) long (in characters), and with dag_write_tokens 'next_tokens' (B, T, D, 2) long
         (next_tokens: what each step's value writes next, -1 where nothing).
         program forces the DAG's choices (see DAGController); with a cache (DAGCache), h holds the new positions
-        only and the DAG's view of the earlier ones comes from the cache. The auxiliary loss, when labels are given:
+        only and the DAG's view of the earlier ones comes from the cache. In a training step with
+        dag_train_positions < 1 the controller's outputs are those of the M positions train_positions draws (T -> M
+        above; DAGController), and dag_sem is 0 at the others. The auxiliary loss, when labels are given:
         roles (B, T) long, the CLASSES index of each token (-1 where unknown): cross-entropy that teaches the value
         extractor (plus that of its last-digit head, on the labelled tokens of digits); steps (B, T, S) float64,
         the values the DAG's steps should compute at each position, right-aligned (column S - 1 is the final
@@ -1062,7 +1064,7 @@ class DAGGPT(GPT):
         a step has a label (labels (B, T, dag_depth) float64, NaN where none, or None), then a random draw of the
         others up to M = dag_train_positions x T. Where a row has more of the first kind than M, a random M of them.
         A position left out gets no dag_sem in that step, as if its gate were shut; evaluation and generation run
-        every position. (A training step's cost of the DAG is nearly all per query position; NOTES.md.)"""
+        every position. (Most of a training step's DAG cost is per query position; NOTES.md.)"""
         B, T = length.shape
         needed = after_number(length)
         if labels is not None:

@@ -129,7 +129,8 @@ config = {k: globals()[k] for k in sorted(config_keys(globals()))
 def check_settings():
     """Exit with one line naming the first setting that cannot work (before any process group or file)."""
     check_device(device, dtype)
-    rules = model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth, dag_key_dim) + [
+    rules = model_rules(batch_size, block_size, n_layer, n_head, n_embd, dropout, dag_depth, dag_key_dim,
+                        dag_train_positions) + [
         (eval_interval >= 1, f"--eval_interval={eval_interval}: evaluate every N >= 1 iterations"),
         (eval_iters >= 1, f"--eval_iters={eval_iters}: an evaluation needs at least 1 batch"),
         (log_interval >= 1, f"--log_interval={log_interval}: log every N >= 1 iterations"),
@@ -139,8 +140,6 @@ def check_settings():
         (line_margin >= 0, f"--line_margin={line_margin}: use a number of tokens >= 0"),
         (multi_step_windows >= 0, f"--multi_step_windows={multi_step_windows}: use a number of windows >= 0"),
         (0.0 <= multi_step_from <= 1.0, f"--multi_step_from={multi_step_from}: use a fraction of the training"),
-        (0.0 < dag_train_positions <= 1.0,
-         f"--dag_train_positions={dag_train_positions}: use a share of the positions in (0, 1] (1: all of them)"),
         (tracker in ('wandb', 'trackio'), f"--tracker={tracker!r}: use 'wandb' (W&B) or 'trackio' (local dashboard)"),
         (init_from in ('scratch', 'resume') or init_from.startswith('gpt2') or os.path.isdir(init_from),
          f"--init_from={init_from!r}: use 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, ...) or a local "
