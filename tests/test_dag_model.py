@@ -539,7 +539,7 @@ def test_a_share_of_the_positions_computes_what_all_of_them_do(monkeypatch):
 
 
 def test_training_positions_keep_every_labelled_position():
-    """train_positions: the positions after a number and those with a step label come before random ones."""
+    """train_positions: the positions with a step label come first, then those right after a number, then others."""
     model = tiny_dag(depth=2, dag_train_positions=0.25)
     length = torch.zeros(2, 32, dtype=torch.long)
     length[:, 3:5] = torch.tensor([1, 2])  # a number at tokens 3-4: position 5 is after it
@@ -552,6 +552,14 @@ def test_training_positions_keep_every_labelled_position():
         assert positions.shape == (2, 8)
         assert {5, 9, 20, 30} <= set(positions[0].tolist()) and {5, 12} <= set(positions[1].tolist())
         assert all(len(set(row)) == 8 for row in positions.tolist())
+    # more of both kinds than M = 8: every labelled position first, then after-number ones, never another
+    length = torch.tensor([[1, 0] * 14 + [0] * 4])  # 14 one-token numbers: 1, 3, ..., 27 come right after one
+    labels = torch.full((1, 32, 2), float('nan'), dtype=D)
+    labels[0, [4, 12, 20, 31], 1] = 5.0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        row = set(model.train_positions(length, labels)[0].tolist())
+        assert len(row) == 8 and {4, 12, 20, 31} <= row and row - {4, 12, 20, 31} <= set(range(1, 28, 2))
 
 
 def _ddp_rank(rank, world_size, init_file):
