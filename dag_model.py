@@ -1065,8 +1065,8 @@ class DAGGPT(GPT):
         positions read their scratch nodes: operand_mask), then the others; at random within a kind, where a row has
         more of it than M leaves room for. A position left out gets no dag_sem in that step, as if its gate were
         shut; evaluation and generation run every position. (Most of a training step's DAG cost is per query
-        position. The first two kinds pass M = 19 of 64 in 15-27% of the numeric corpus's windows, where one random
-        draw over both lost ~7% of the labelled positions; labels alone pass it in 0.2%: NOTES.md.)"""
+        position. The first two kinds pass M = 19 of 64 in 16% of the numeric corpus's windows, where one random
+        draw over both lost ~4% of the labelled positions; labels alone pass it in 0.2%: NOTES.md.)"""
         B, T = length.shape
         score = torch.rand(B, T, device=length.device) + 2 * after_number(length)  # a random order within a kind
         if labels is not None:

@@ -47,7 +47,7 @@ dag_train_positions = 0.3  # a training step runs the DAG at ~30% of the positio
 # every one after a number, then random others (evaluation runs them all): the step ~0.70x as long (bench.py's ratio
 # to the GPT 2.77 -> 1.91x). At the same 1,800 iterations, over 6 seeds, within a point but for chains (test chains
 # 54.1 -> 52.4%, the chains suite -2%): the time it saves buys max_iters 2,400 instead (NOTES.md, 31st session). The
-# labelled first (32nd session; one draw over both kinds lost ~7% of the labels), 5 seeds: test chains 56.7 -> 58.8%
+# labelled first (32nd session; one draw over both kinds lost ~4% of the labels), 5 seeds: test chains 56.7 -> 58.8%
 
 # device, dtype and compile: train.py's defaults (CUDA with bf16 and torch.compile where there is a GPU, as on a
 # RunPod pod; else the CPU, eager). GPT+DAG compiles (CPU inductor: ~2 min, 5% faster here; NOTES.md)
