@@ -77,8 +77,8 @@ dag_value_loss = 0.1  # GPT+DAG: weight of the auxiliary loss on labelled number
                       # data/numeric/prepare.py); 0 = off. 0.1 beat 1.0 on the main job (test 88.7% against
                       # 82.9%, 3 seeds) and spares the trunk for prose (NOTES.md, issue 10)
 dag_train_positions = 1.0  # GPT+DAG: share of the positions the DAG runs at in a training step (the rest get no
-                           # DAG that step; evaluation runs them all): every position after a number or with a step
-                           # label, then random ones (dag_model.DAGGPT.train_positions)
+                           # DAG that step; evaluation runs them all): every position with a step label, then
+                           # after a number, then random ones (dag_model.DAGGPT.train_positions)
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of training iterations
