@@ -490,14 +490,14 @@ def assert_choices_exact(model, token_values, out):
     assert checked > T  # most choices are exact ops
 
 
-def run_on_a_share(model, idx, share, monkeypatch):
-    """model.dag on idx (1, T) in training with dag_train_positions=share -> (the positions it ran at (1, M), its
-    dict, and a list to which each later call's positions are appended)."""
+def run_on_a_share(model, idx, share, monkeypatch, steps=None):
+    """model.dag on idx (1, T) (with the steps labels (1, T, S) if given) in training with dag_train_positions=share
+    -> (the positions it ran at (1, M), its dict, and a list to which each later call's positions are appended)."""
     model.config.dag_train_positions = share
     drawn = []
     train_positions = model.train_positions
     monkeypatch.setattr(model, 'train_positions', lambda *a: drawn.append(train_positions(*a)) or drawn[-1])
-    _, out, _ = model.dag(idx, model.hidden_states(idx))
+    _, out, _ = model.dag(idx, model.hidden_states(idx), steps=steps)
     return drawn[0], out, drawn
 
 
@@ -521,6 +521,20 @@ def test_training_on_a_share_of_the_positions_computes_exactly_there(monkeypatch
     gpt_logits = model.lm_head(model.hidden_states(idx))
     assert torch.equal(logits[0, left_out], gpt_logits[0, left_out])
     assert not torch.equal(logits[0, positions[0]], gpt_logits[0, positions[0]])
+
+
+def test_a_training_step_keeps_the_positions_its_steps_labels_name(monkeypatch):
+    """Through DAGGPT.dag: at a share too small for every position after a number, the positions where the steps
+    labels name a value are still all kept (train_positions ranks them first)."""
+    model = wired_dag(depth=4, seed=3).train()
+    idx = encode(CHOICES_TEXT)
+    steps = torch.full((1, idx.size(1), 8), float('nan'), dtype=D)
+    labelled = [2, 12, 27]  # '+', the 'n' of and, the 'l' of plus: none right after a number
+    steps[0, labelled, -1] = 1.0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        positions, _, _ = run_on_a_share(model, idx, 0.1, monkeypatch, steps)  # M = 7: fewer than after a number
+        assert set(labelled) <= set(positions[0].tolist())
 
 
 def test_a_share_of_the_positions_computes_what_all_of_them_do(monkeypatch):
