@@ -8,8 +8,8 @@ from torch.nn import functional as F
 
 from conftest import flush_denormal
 from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, NOT_A_NUMBER, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT,
-                       DAGController, DAGGPTConfig, dag_ops, linear_scan, multi_step_rows, program_loss, read_numbers,
-                       render_symbol, scratch_index, step_labels, value_features)
+                       DAGController, DAGGPTConfig, after_number, dag_ops, linear_scan, multi_step_rows, program_loss,
+                       read_numbers, render_symbol, scratch_index, step_labels, value_features)
 
 D = torch.float64
 
@@ -533,7 +533,9 @@ def test_a_training_step_keeps_the_positions_its_steps_labels_name(monkeypatch):
     steps[0, labelled, -1] = 1.0
     for seed in range(5):
         torch.manual_seed(seed)
-        positions, _, _ = run_on_a_share(model, idx, 0.1, monkeypatch, steps)  # M = 7: fewer than after a number
+        positions, out, _ = run_on_a_share(model, idx, 0.1, monkeypatch, steps)  # M = 7: fewer than after a number
+        after = after_number(out['length'])[0]
+        assert after.sum() >= positions.size(1) and not after[labelled].any()  # the premise: labels must outrank
         assert set(labelled) <= set(positions[0].tolist())
 
 
