@@ -243,6 +243,13 @@ def straight_through(hard, soft):
     return hard + (soft - soft.detach())
 
 
+def eager_on_cpu(x):
+    """Whether tensor x is on the CPU outside torch.compile: only there do the shortcuts whose size depends on the
+    data (a boolean index, nonzero) pay. On a GPU they make the host wait; under torch.compile they break the graph,
+    and without the breaks a compiled CPU training step of the main job's model was ~9% shorter (NOTES.md)."""
+    return x.device.type == 'cpu' and not torch.compiler.is_compiling()
+
+
 def one_hot_argmax(logits):
     """(..., K) -> (the hard one-hot of the argmax (..., K) float32, the softmax (..., K) float32)."""
     soft = F.softmax(logits.float(), dim=-1)
@@ -697,9 +704,9 @@ class DAGController(nn.Module):
         results (M, K, K, 9) float64, the probability the step gives each (M, K, K, 9), the step's labels (M,)
         float64). i, v, p: the candidates (`choose`), their values and probabilities (2, B, Tq, K) (a, then b);
         p_op (B, Tq, 9); node_labels (B, N) float64, what each node should hold (NaN where unknown); label (B, Tq)
-        float64, the step's own (NaN where none). compact (default: on the CPU) keeps only the positions where the
-        label is known (~a fifth of the numeric corpus's: ~3% of a CPU training step); else M = B Tq, since picking
-        them (a boolean index) would make the host wait for a GPU and break torch.compile's graph.
+        float64, the step's own (NaN where none). compact (default: eager_on_cpu) keeps only the positions where
+        the label is known (~a fifth of the numeric corpus's: ~3% of a CPU training step); else M = B Tq, since
+        picking them (a boolean index) would make the host wait for a GPU and break torch.compile's graph.
 
         A candidate is read as its label where it has one other than the step's own, else as its value. So a parent
         is scored on reading the node that should hold its child, right or not yet (early in training, and under the
@@ -709,7 +716,7 @@ class DAGController(nn.Module):
         B, Tq = label.shape
         batch = torch.arange(B, device=label.device)[:, None].expand(B, Tq)
         if compact is None:
-            compact = label.device.type == 'cpu'
+            compact = eager_on_cpu(label)
         if compact:
             rows = ~label.isnan()  # (B, Tq)
             i, v, p = i[:, rows], v[:, rows], p[:, rows]  # (2, M, K) each
@@ -755,10 +762,10 @@ class DAGController(nn.Module):
         dims of logits; the first dims are drawn apart), only those entries get noise: a masked operand's logit
         sits at NOT_A_NUMBER or FUTURE, where float32's spacing (64, 128) swallows any Gumbel sample (|g| < 21),
         so its noise changed nothing; a sixth of the nodes are visible, and the CPU's random numbers were ~5% of
-        a training step (NOTES.md). On the CPU only, as `programs`' compact rows."""
+        a training step (NOTES.md). Eager on the CPU only (eager_on_cpu), as `programs`' compact rows."""
         if not self.training:
             return logits
-        if visible is None or logits.device.type != 'cpu':  # a GPU: nonzero would stall the host, break compile
+        if visible is None or not eager_on_cpu(logits):  # nonzero would stall a GPU's host, break compile's graph
             return logits - gumbel_noise(logits.shape, logits.device)
         visible = visible.expand(logits.shape[logits.dim() - visible.dim():])
         where = visible.flatten().nonzero().squeeze(1)

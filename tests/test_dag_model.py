@@ -821,3 +821,26 @@ def test_training_choices_explore_on_the_models_own_path_and_keep_to_visible_ope
     with torch.no_grad():
         a, b = (model.dag(idx, model.hidden_states(idx))[1]['choices'] for _ in range(2))
     assert torch.equal(a, b)
+
+
+def test_a_labelled_training_step_compiles_as_one_graph_on_the_cpu():
+    """Under torch.compile the CPU takes the GPU's path (eager_on_cpu): Gumbel noise on every logit, programs at
+    every position, so the main job's training step (labels, a share of the positions) traces as one graph; the
+    CPU's eager shortcuts (nonzero, a boolean index) broke it into many (48 breaks in train.py's first 150
+    iterations). fullgraph=True would not tell: it traces data-dependent shapes that a default compile breaks at."""
+    model = tiny_dag(depth=2, dag_train_positions=0.5).train()
+    idx = torch.randint(0, 20, (2, 8))
+    steps = torch.full((2, 8, 2), float('nan'), dtype=D)
+    steps[:, 3, -1] = 7.0
+    ops, roles = torch.full((2, 8), -1), torch.randint(-1, len(CLASSES), (2, 8))
+    ops[0, 3] = OPS.index('add')
+    graphs = []
+
+    def backend(graph_module, example_inputs):  # dynamo's graphs, run as traced: no inductor, seconds
+        graphs.append(graph_module)
+        return graph_module.forward
+    torch._dynamo.reset()
+    _, loss = torch.compile(model, backend=backend)(idx, idx, roles=roles, steps=steps, ops=ops)
+    loss.backward()
+    assert len(graphs) == 1
+    assert torch.isfinite(loss) and model.controller.query.weight.grad.abs().sum() > 0
