@@ -50,5 +50,6 @@ dag_train_positions = 0.3  # a training step runs the DAG at ~30% of the positio
 # labelled first (32nd session; one draw over both kinds lost ~4% of the labels), 5 seeds: test chains 56.7 -> 58.8%
 
 # device, dtype and compile: train.py's defaults (CUDA with bf16 and torch.compile where there is a GPU, as on a
-# RunPod pod; else the CPU, eager). GPT+DAG compiles on the CPU too, as one graph (bench.py: a step ~11% shorter than
-# eager), but inductor's compiles and recompiles took minutes, more than they save in 2,400 iterations (NOTES.md)
+# RunPod pod; else the CPU, eager). GPT+DAG compiles on the CPU too, as one graph (bench.py's step ratio to the GPT:
+# 1.94x eager, 1.73-1.76x compiled), but inductor's compiles and recompiles took minutes, more than they save in
+# 2,400 iterations (NOTES.md)
