@@ -19,7 +19,8 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         operand starts: ' * 5'), and
                         appends a new node (a float64 value and an embedding)
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
-                        projection, a weight matrix per step), plus the nodes' mean embedding: dag_sem
+                        projection, a weight matrix per step), each step's weighted by how far a small MLP
+                        trusts it, plus the nodes' mean embedding: dag_sem
   gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
   token write           with dag_write_tokens (BPE): + a learned bias on the logit of the token that continues
                         each step's value as the tokenizer chunks it ("48324" -> " 483", "24")
@@ -887,21 +888,44 @@ def run_block(block, x, kv=None):
 
 
 class DAGReadout(nn.Module):
-    """The scratch nodes' readout features (B, T, dag_depth, F) and embeddings (B, T, dag_depth, n_embd) ->
-    dag_sem (B, T, n_embd): the scalar-to-embedding projection of every step's features, each step with its own
-    weights (one Linear over the concatenation: the steps' labels are right-aligned, so the last step holds the
-    answer and its symbol must not be averaged away), plus the mean of the node embeddings (which say which op
-    made each node, so every step's embedding reaches the loss, also at dag_depth 1); per position. (Until issue 9
-    a shared projection, one self-attention across the nodes of a position and a mean-pool did this, then a small
-    Block over T: the attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for
-    no accuracy in the main job; NOTES.md.)"""
+    """The scratch nodes' readout features (B, T, dag_depth, F), embeddings (B, T, dag_depth, n_embd) and the
+    context (B, T, n_embd) -> (dag_sem (B, T, n_embd), the step weights (B, T, dag_depth) float32, or None at
+    dag_depth 1): the scalar-to-embedding projection of every step's features, each step with its own weights (one
+    Linear over the concatenation) and its features scaled by dag_depth x its step weight, plus the mean of the node
+    embeddings (which say which op made each node, so every step's embedding reaches the loss, also at dag_depth
+    1); per position.
+
+    The step weights are a softmax over the steps of a score that a small MLP gives each node from its embedding
+    (its value's features, its op, its step) and the context, a learned judge of the DAG's own steps (after the
+    verifiers that score candidate solutions, Cobbe et al. 2021). The auxiliary loss teaches them to fall on the
+    steps that hold the value being written (step_weight_loss), and reads their input detached, so it trains the
+    judge and not the steps it judges. With equal weights the readout counted votes: a chain's answer that only
+    the last step holds (the earlier ones a child: `...x` in eval_numeric's chains suite) was written right in 1 of
+    36 problems on seed 1337, while answers that the middle steps hold and the last does not (`.xx.`) are nearly
+    as common in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth session). Over seeds
+    1337-1342 the main job gained test chains 59.3 -> 60.3%, held-out phrasings 67.9 -> 68.9% and the chains suite
+    150.7 -> 164.3 of 300; extrapolation chains 51.7 -> 50.2%, within their spread; the training step and cached
+    decoding cost the same to 2% (NOTES.md, thirty-seventh session). (Until issue 9 a shared projection, one
+    self-attention across the nodes of a position and a mean-pool did this, then a small Block over T: the
+    attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for no accuracy in
+    the main job; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
-        self.proj = nn.Linear(config.dag_depth * (N_VALUE_FEATURES + len(SYMBOLS)), config.n_embd)
+        C = config.n_embd
+        self.proj = nn.Linear(config.dag_depth * (N_VALUE_FEATURES + len(SYMBOLS)), C)
+        # at dag_depth 1 the softmax is constant: no weights (every parameter must get a gradient, for DDP)
+        self.step_score = nn.Sequential(nn.Linear(2 * C, C), nn.GELU(), nn.Linear(C, 1)) \
+            if config.dag_depth > 1 else None
 
-    def forward(self, feats, node_emb):
-        return self.proj(feats.flatten(2)) + node_emb.mean(2)  # (B, T, C)
+    def forward(self, feats, node_emb, ctx):
+        weights = None
+        if self.step_score is not None:
+            # detached: the judge learns from the DAG's nodes and the context, and cannot change them
+            nodes = torch.cat([node_emb, ctx[:, :, None].expand_as(node_emb)], -1).detach()  # (B, T, dag_depth, 2 C)
+            weights = F.softmax(self.step_score(nodes).float().squeeze(-1), dim=-1)  # (B, T, dag_depth)
+            feats = feats * (feats.size(2) * weights)[..., None]  # equal weights: the features as they are
+        return self.proj(feats.flatten(2)) + node_emb.mean(2), weights  # (B, T, C)
 
 
 def gather_positions(x, positions):
@@ -952,6 +976,22 @@ def step_labels(steps, depth):
     step k column S - depth + k (filled_steps; NaN where that column is before 0), as program_loss teaches."""
     labels = filled_steps(steps)[..., -depth:]
     return F.pad(labels, (depth - labels.size(-1), 0), value=float('nan'))
+
+
+def step_weight_loss(weights, values, labels, written_value):
+    """The auxiliary loss on the readout's step weights (B, M, dag_depth) float32 (DAGReadout): at the positions
+    where the steps' values (B, M, dag_depth) float64 disagree on the last step's label (labels (B, M, dag_depth)
+    float64, NaN where none, as step_labels gives: the value being written, or the highest op closing there), some
+    holding it and some not, -log of the total weight on those that hold it; averaged over those positions, 0
+    where there are none. Where every step holds it, or none, the weights cannot matter and are not taught; nor
+    where the number written so far (written_value (B, M) float64, NaN outside numbers) already is the label, at
+    an answer's last token: there a step that copies it (step 0 reads it) is right, and a judge taught so trusted
+    step 0 late in a number, which answers longer than training's then followed and stopped early (NOTES.md,
+    thirty-sixth session)."""
+    right = computes(values, labels[..., -1:])  # NaN labels never match
+    rows = right.any(-1) & ~right.all(-1) & ~computes(written_value, labels[..., -1])  # (B, M)
+    nll = -(weights * right).sum(-1).clamp(min=1e-9).log()
+    return (nll * rows).sum() / rows.sum().clamp(min=1)
 
 
 def program_loss(programs):
@@ -1023,8 +1063,9 @@ class DAGGPT(GPT):
 
         The dict holds the controller's outputs ('values' (B, T, dag_depth) float64, 'feats', 'choices',
         'symbols', see DAGController), the extractor's: 'token_values' (B, T) float64, 'length' (B, T) long (in
-        tokens), 'written' (B, T) long (in characters), and with dag_write_tokens 'next_tokens' (B, T, D, 2) long
-        (next_tokens: what each step's value writes next, -1 where nothing).
+        tokens), 'written' (B, T) long (in characters), the readout's 'step_weights' (B, T, dag_depth) float32
+        (None at dag_depth 1), and with dag_write_tokens 'next_tokens' (B, T, D, 2) long (next_tokens: what each
+        step's value writes next, -1 where nothing).
         program forces the DAG's choices (see DAGController); with a cache (DAGCache), h holds the new positions
         only and the DAG's view of the earlier ones comes from the cache. In a training step with
         dag_train_positions < 1 the controller's outputs are those of the M positions train_positions draws (T -> M
@@ -1033,10 +1074,10 @@ class DAGGPT(GPT):
         extractor (plus that of its last-digit head, on the labelled tokens of digits); steps (B, T, S) float64,
         the values the DAG's steps should compute at each position, right-aligned (column S - 1 is the final
         answer, S - 2 the step before; NaN where none): DAG step k is taught column S - dag_depth + k, by -log of
-        the probability of its candidate programs that compute it; ops (B, T) long, the OPS index of the op named
-        next to the right operand whose number ends at each token (-1 where none): OPS_LABEL_WEIGHT x the
-        cross-entropy of the op as read there (the anchor a step's op logits add; without it, chains' inner ops
-        read the outer one, NOTES.md)."""
+        the probability of its candidate programs that compute it, and the readout's step weights by
+        step_weight_loss; ops (B, T) long, the OPS index of the op named next to the right operand whose number
+        ends at each token (-1 where none): OPS_LABEL_WEIGHT x the cross-entropy of the op as read there (the
+        anchor a step's op logits add; without it, chains' inner ops read the outer one, NOTES.md)."""
         with torch.autocast(device_type=h.device.type, enabled=False):
             e = h.float()  # the token nodes' embeddings: the trunk's own (a Block of their own did not pay, issue 9)
             token_values, length, written, classes, class_logits, digit_logits = self.value_extractor(
@@ -1048,10 +1089,13 @@ class DAGGPT(GPT):
             positions = self.train_positions(length, labels) if subset else None
             out = self.controller(e, token_values, length, written, classes, ctx, program, cache=cache,
                                   with_stats=with_stats, labels=labels, positions=positions)
-            dag_sem = self.readout(out['feats'], out['emb'])
+            if positions is not None:  # the readout and its loss read the positions the DAG ran at
+                ctx = gather_positions(ctx, positions)
+                labels = gather_positions(labels, positions) if labels is not None else None
+            dag_sem, step_weights = self.readout(out['feats'], out['emb'], ctx)
             if positions is not None:  # elsewhere no dag_sem: the DAG did not run there
                 dag_sem = scatter_positions(dag_sem, positions, h.size(1), 0.0)
-        out.update(token_values=token_values, length=length, written=written)
+        out.update(token_values=token_values, length=length, written=written, step_weights=step_weights)
         if self.config.dag_write_tokens:
             with torch.no_grad():
                 at = written if positions is None else gather_positions(written, positions)
@@ -1063,6 +1107,11 @@ class DAGGPT(GPT):
             losses += [labelled_cross_entropy(class_logits, roles), labelled_cross_entropy(digit_logits, digit)]
         if steps is not None:
             losses.append(program_loss(out.pop('programs')))
+            if step_weights is not None:
+                written_value = torch.where(length > 0, token_values, float('nan'))
+                if positions is not None:
+                    written_value = gather_positions(written_value, positions)
+                losses.append(step_weight_loss(step_weights, out['values'], labels, written_value))
         if ops is not None:  # the op named next to each right operand, where the steps read it (DAGController.step)
             losses.append(OPS_LABEL_WEIGHT * labelled_cross_entropy(out['anchor_logits'], ops))
         return dag_sem, out, sum(losses) if losses else None
@@ -1139,7 +1188,8 @@ class DAGGPT(GPT):
         {'token': the token's text, 'numbers': [(text, value)] the numbers visible there (ended at or before it),
         'steps': [(op, a, b, result)] with the operands a, b as text (a number's value, 'step k' for an earlier
         step of the position, 'step k @ -3' for one of the position 3 tokens back, or a non-number token in
-        quotes), 'gate': how open the gate is (0..1)}. decode: list[int] -> str.
+        quotes), 'weights': the readout's weight of each step (they sum to 1; equal at dag_depth 1), 'gate': how
+        open the gate is (0..1)}. decode: list[int] -> str.
         Position t's DAG computes what predicts token t + 1. Raises ValueError for more than one row."""
         if idx.size(0) != 1:
             raise ValueError(f"explain reads one sequence (1, T), got {tuple(idx.shape)}")
@@ -1149,6 +1199,7 @@ class DAGGPT(GPT):
         _, out, _ = self.dag(idx, h)
         self.train(was_training)
         gate = torch.sigmoid(self.gate(h).float())[0, :, 0].tolist()
+        weights = out['step_weights'] if out['step_weights'] is not None else torch.ones_like(out['values'])
         tokens = [decode([i]) for i in idx[0].tolist()]
         length, values = out['length'][0].tolist() + [0], out['token_values'][0].tolist()
         T = len(tokens)
@@ -1167,14 +1218,15 @@ class DAGGPT(GPT):
             steps = [(OPS[o], node(a), node(b), show(v)) for (a, b, o), v in
                      zip(out['choices'][0, t].tolist(), out['values'][0, t].tolist())]
             rows.append({'token': tokens[t], 'numbers': [(number(s), values[s]) for s in visible], 'steps': steps,
-                         'gate': gate[t]})
+                         'weights': weights[0, t].tolist(), 'gate': gate[t]})
         return rows
 
 
 def format_explanation(row, next_token=''):
-    """One line for a row of DAGGPT.explain: 'read 12 @ "12", 345 @ "345"; step 1: add(12, 345) = 357; ...;
-    gate 0.93', preceded by the token it predicts when next_token is given."""
+    """One line for a row of DAGGPT.explain: 'read 12 @ "12", 345 @ "345"; step 1: add(12, 345) = 357 (w 0.25);
+    ...; gate 0.93', preceded by the token it predicts when next_token is given."""
     read = ', '.join(f'{format(v, ".15g")} @ "{text}"' for text, v in row['numbers']) or 'no number'
-    steps = '; '.join(f"step {k + 1}: {op}({a}, {b}) = {v}" for k, (op, a, b, v) in enumerate(row['steps']))
+    steps = '; '.join(f"step {k + 1}: {op}({a}, {b}) = {v} (w {w:.2f})"
+                      for k, ((op, a, b, v), w) in enumerate(zip(row['steps'], row['weights'])))
     head = f"-> {next_token!r}: " if next_token else ''
     return f"{head}read {read}; {steps}; gate {row['gate']:.2f}"
