@@ -761,6 +761,16 @@ def test_equal_step_weights_leave_the_readout_features_as_they_are():
     assert readout.step_score is None and readout(feats[:, :, :1], emb[:, :, :1], ctx)[1] is None
 
 
+def test_the_step_judge_cannot_change_the_nodes_it_judges():
+    readout = tiny_dag().readout
+    feats = torch.randn(2, 5, 4, readout.proj.in_features // 4)
+    emb, ctx = torch.randn(2, 5, 4, 16, requires_grad=True), torch.randn(2, 5, 16, requires_grad=True)
+    weights = readout(feats, emb, ctx)[1]
+    emb_grad, ctx_grad, score_grad = torch.autograd.grad(
+        weights[..., -1].sum(), [emb, ctx, readout.step_score[0].weight], allow_unused=True)
+    assert emb_grad is None and ctx_grad is None and score_grad.abs().sum() > 0  # the judge learns, the nodes do not
+
+
 def test_programs_at_the_labelled_positions_only_give_the_same_loss():
     # the CPU's compact programs (the positions with a label) and the dense ones (every position, as on a GPU)
     torch.manual_seed(0)
