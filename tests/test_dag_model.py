@@ -552,6 +552,29 @@ def test_a_share_of_the_positions_computes_what_all_of_them_do(monkeypatch):
     assert torch.equal(share['values'][0, kept], full['values'][0, positions[0, kept]])
     assert torch.equal(share['symbols'][0, kept], full['symbols'][0, positions[0, kept]])
     assert torch.equal(share['feats'][0, kept], full['feats'][0, positions[0, kept]])
+    assert torch.equal(share['step_weights'][0, kept], full['step_weights'][0, positions[0, kept]])
+
+
+def test_the_step_weight_loss_on_a_share_of_the_positions_is_that_of_all_of_them():
+    """The auxiliary loss (the steps' programs and the step weights') of a training step on a share of the
+    positions that keeps every labelled one is that of the DAG at every position: the labels, the context and the
+    number written so far are read at the positions the DAG ran at."""
+    model = wired_dag(depth=4, seed=3).train()
+    model.controller.eval()  # argmax choices, still the training step's share of the positions
+    idx = encode(CHOICES_TEXT)
+    model.config.dag_train_positions = 1.0
+    _, free, _ = model.dag(idx, model.hidden_states(idx))
+    values = free['values'][0]
+    disagree = [t for t in range(idx.size(1)) if len(set(values[t].tolist())) > 1][-6:]
+    steps = torch.full((1, idx.size(1), 8), float('nan'), dtype=D)
+    steps[0, disagree, -1] = values[disagree, 1]  # step 1 holds the label there, some other step does not
+    _, full, loss_all = model.dag(idx, model.hidden_states(idx), steps=steps)
+    written = torch.where(full['length'] > 0, full['token_values'], float('nan'))
+    assert step_weight_loss(full['step_weights'], full['values'], step_labels(steps, 4), written) > 0
+    model.config.dag_train_positions = 0.5
+    _, share, loss_share = model.dag(idx, model.hidden_states(idx), steps=steps)
+    assert share['values'].size(1) < full['values'].size(1)
+    assert torch.allclose(loss_share, loss_all, rtol=1e-6, atol=0)  # means over the same terms, summed in another order
 
 
 def test_training_positions_keep_every_labelled_position():
