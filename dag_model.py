@@ -888,41 +888,43 @@ def run_block(block, x, kv=None):
 
 
 class DAGReadout(nn.Module):
-    """The scratch nodes' readout features (B, T, dag_depth, F), embeddings (B, T, dag_depth, n_embd) and the
-    context (B, T, n_embd) -> (dag_sem (B, T, n_embd), the step weights (B, T, dag_depth) float32, or None at
-    dag_depth 1): the scalar-to-embedding projection of every step's features, each step with its own weights (one
-    Linear over the concatenation) and its features scaled by dag_depth x its step weight, plus the mean of the node
-    embeddings (which say which op made each node, so every step's embedding reaches the loss, also at dag_depth
-    1); per position.
+    """The scratch nodes' readout features (B, T, dag_depth, F), embeddings (B, T, dag_depth, n_embd) and values (B, T,
+    dag_depth) float64, and the context (B, T, n_embd) -> (dag_sem (B, T, n_embd), the step weights (B, T, dag_depth)
+    float32, or None at dag_depth 1): the scalar-to-embedding projection of every step's features, each step with its
+    own weights (one Linear over the concatenation) and its features scaled by dag_depth x its step weight, plus the
+    mean of the node embeddings (which say which op made each node, so every step's embedding reaches the loss, also at
+    dag_depth 1); per position.
 
-    The step weights are a softmax over the steps of a score that a small MLP gives each node from its embedding
-    (its value's features, its op, its step) and the context, a learned judge of the DAG's own steps (after the
-    verifiers that score candidate solutions, Cobbe et al. 2021). The auxiliary loss teaches them to fall on the
-    steps that hold the value being written (step_weight_loss), and reads their input detached, so it trains the
-    judge and not the steps it judges. With equal weights the readout counted votes: a chain's answer that only
-    the last step holds (the earlier ones a child: `...x` in eval_numeric's chains suite) was written right in 1 of
-    36 problems on seed 1337, while answers that the middle steps hold and the last does not (`.xx.`) are nearly
-    as common in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth session). Over seeds
-    1337-1342 the main job gained test chains 59.3 -> 60.3%, held-out phrasings 67.9 -> 68.9% and the chains suite
-    150.7 -> 164.3 of 300; extrapolation chains 51.7 -> 50.2%, within their spread; the training step and cached
-    decoding cost the same to 2% (NOTES.md, thirty-seventh session). (Until issue 9 a shared projection, one
-    self-attention across the nodes of a position and a mean-pool did this, then a small Block over T: the
-    attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for no accuracy in
-    the main job; NOTES.md.)"""
+    The step weights are a softmax over the steps of a score that a small MLP gives each node from its embedding (its
+    value's features, its op, its step), which steps hold the same value (a node is scored alone, and a vote is a
+    comparison) and the context: a learned judge of the DAG's own steps (after the verifiers that score candidate
+    solutions, Cobbe et al. 2021). Its input is detached, so it cannot change the steps it judges; the auxiliary loss
+    teaches it to weigh the steps that hold the value being written (step_weight_loss). With equal weights the readout
+    counted votes: a chain's answer that only the last step holds (the earlier ones a child: `...x` in eval_numeric's
+    chains suite) was written right in 1 of 36 problems on seed 1337, while answers that the middle steps hold and the
+    last does not (`.xx.`) are nearly as common in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth
+    session). Over seeds 1337-1342 the main job gained test chains 59.3 -> 60.6%, extrapolation 94.55 -> 94.87%, its
+    chains 51.7 -> 53.2%, held-out phrasings 67.9 -> 70.7% and the chains suite 150.7 -> 170.2 of 300 (without the
+    agreement input: 60.3, 94.53, 50.2, 68.9 and 164.3); the training step and cached decoding cost the same to 2%
+    (NOTES.md, thirty-seventh session). (Until issue 9 a shared projection, one self-attention across the nodes of a
+    position and a mean-pool did this, then a small Block over T: the attention's Linear ran on dag_depth x the tokens,
+    and the Block cost 0.25x the GPT's step for no accuracy in the main job; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
         C = config.n_embd
         self.proj = nn.Linear(config.dag_depth * (N_VALUE_FEATURES + len(SYMBOLS)), C)
         # at dag_depth 1 the softmax is constant: no weights (every parameter must get a gradient, for DDP)
-        self.step_score = nn.Sequential(nn.Linear(2 * C, C), nn.GELU(), nn.Linear(C, 1)) \
-            if config.dag_depth > 1 else None
+        D = config.dag_depth
+        self.step_score = nn.Sequential(nn.Linear(2 * C + D, C), nn.GELU(), nn.Linear(C, 1)) if D > 1 else None
 
-    def forward(self, feats, node_emb, ctx):
+    def forward(self, feats, node_emb, ctx, values):
         weights = None
         if self.step_score is not None:
-            # detached: the judge learns from the DAG's nodes and the context, and cannot change them
-            nodes = torch.cat([node_emb, ctx[:, :, None].expand_as(node_emb)], -1).detach()  # (B, T, dag_depth, 2 C)
+            # detached: the judge learns from the DAG's nodes and the context, and cannot change them; each node
+            # also sees which steps hold its value (a node is scored alone, and a vote is a comparison)
+            agree = (values[..., :, None] == values[..., None, :]).to(node_emb.dtype)  # (B, T, dag_depth, dag_depth)
+            nodes = torch.cat([node_emb, ctx[:, :, None].expand_as(node_emb), agree], -1).detach()
             weights = F.softmax(self.step_score(nodes).float().squeeze(-1), dim=-1)  # (B, T, dag_depth)
             feats = feats * (feats.size(2) * weights)[..., None]  # equal weights: the features as they are
         return self.proj(feats.flatten(2)) + node_emb.mean(2), weights  # (B, T, C)
@@ -1092,7 +1094,7 @@ class DAGGPT(GPT):
             if positions is not None:  # the readout and its loss read the positions the DAG ran at
                 ctx = gather_positions(ctx, positions)
                 labels = gather_positions(labels, positions) if labels is not None else None
-            dag_sem, step_weights = self.readout(out['feats'], out['emb'], ctx)
+            dag_sem, step_weights = self.readout(out['feats'], out['emb'], ctx, out['values'])
             if positions is not None:  # elsewhere no dag_sem: the DAG did not run there
                 dag_sem = scatter_positions(dag_sem, positions, h.size(1), 0.0)
         out.update(token_values=token_values, length=length, written=written, step_weights=step_weights)

@@ -776,19 +776,31 @@ def test_equal_step_weights_leave_the_readout_features_as_they_are():
     readout = tiny_dag().readout
     torch.nn.init.zeros_(readout.step_score[-1].weight)  # every node scored alike
     feats, emb = torch.randn(2, 5, 4, readout.proj.in_features // 4), torch.randn(2, 5, 4, 16)
-    ctx = torch.randn(2, 5, 16)
-    dag_sem, weights = readout(feats, emb, ctx)
+    ctx, values = torch.randn(2, 5, 16), torch.randn(2, 5, 4, dtype=D)
+    dag_sem, weights = readout(feats, emb, ctx, values)
     assert torch.equal(weights, torch.full((2, 5, 4), 0.25))
     assert torch.equal(dag_sem, readout.proj(feats.flatten(2)) + emb.mean(2))
     readout = tiny_dag(depth=1).readout  # one step: nothing to weigh
-    assert readout.step_score is None and readout(feats[:, :, :1], emb[:, :, :1], ctx)[1] is None
+    assert readout.step_score is None and readout(feats[:, :, :1], emb[:, :, :1], ctx, values[..., :1])[1] is None
+
+
+def test_the_step_judge_sees_which_steps_agree():
+    """The judge scores each node alone, so whether the other steps hold its value is an input: with the same
+    embeddings and context, the last step alone (`...x`) and the middle two (`.xx.`) holding one value get different
+    weights, and two sets of values that agree alike get the same."""
+    readout = tiny_dag().readout
+    feats = torch.randn(1, 3, 4, readout.proj.in_features // 4)
+    emb, ctx = torch.randn(1, 1, 4, 16), torch.randn(1, 1, 16)  # the same at the three positions
+    values = torch.tensor([[[5., 5., 5., 7.], [5., 7., 7., 5.], [1., 1., 1., 2.]]], dtype=D)  # (1, 3, dag_depth)
+    weights = readout(feats, emb.expand(-1, 3, -1, -1), ctx.expand(-1, 3, -1), values)[1][0]
+    assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
 
 
 def test_the_step_judge_cannot_change_the_nodes_it_judges():
     readout = tiny_dag().readout
     feats = torch.randn(2, 5, 4, readout.proj.in_features // 4)
     emb, ctx = torch.randn(2, 5, 4, 16, requires_grad=True), torch.randn(2, 5, 16, requires_grad=True)
-    weights = readout(feats, emb, ctx)[1]
+    weights = readout(feats, emb, ctx, torch.randn(2, 5, 4, dtype=D))[1]
     emb_grad, ctx_grad, score_grad = torch.autograd.grad(
         weights[..., -1].sum(), [emb, ctx, readout.step_score[0].weight], allow_unused=True)
     assert emb_grad is None and ctx_grad is None and score_grad.abs().sum() > 0  # the judge learns, the nodes do not
