@@ -891,9 +891,9 @@ class DAGReadout(nn.Module):
     """The scratch nodes' readout features (B, T, dag_depth, F), embeddings (B, T, dag_depth, n_embd) and values (B, T,
     dag_depth) float64, and the context (B, T, n_embd) -> (dag_sem (B, T, n_embd), the step weights (B, T, dag_depth)
     float32, or None at dag_depth 1): the scalar-to-embedding projection of every step's features, each step with its
-    own weights (one Linear over the concatenation) and its features scaled by dag_depth x its step weight, plus the
-    mean of the node embeddings (which say which op made each node, so every step's embedding reaches the loss, also at
-    dag_depth 1); per position.
+    own weights (one Linear over the concatenation: a step's symbol must not be averaged away) and its features scaled
+    by dag_depth x its step weight, plus the mean of the node embeddings (which say which op made each node, so every
+    step's embedding reaches the loss, also at dag_depth 1); per position.
 
     The step weights are a softmax over the steps of a score that a small MLP gives each node from its embedding (its
     value's features, its op, its step), which steps hold the same value (a node is scored alone, and a vote is a
@@ -912,10 +912,9 @@ class DAGReadout(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        C = config.n_embd
-        self.proj = nn.Linear(config.dag_depth * (N_VALUE_FEATURES + len(SYMBOLS)), C)
+        C, D = config.n_embd, config.dag_depth
+        self.proj = nn.Linear(D * (N_VALUE_FEATURES + len(SYMBOLS)), C)
         # at dag_depth 1 the softmax is constant: no weights (every parameter must get a gradient, for DDP)
-        D = config.dag_depth
         self.step_score = nn.Sequential(nn.Linear(2 * C + D, C), nn.GELU(), nn.Linear(C, 1)) if D > 1 else None
 
     def forward(self, feats, node_emb, ctx, values):
