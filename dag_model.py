@@ -898,17 +898,18 @@ class DAGReadout(nn.Module):
     The step weights are a softmax over the steps of a score that a small MLP gives each node from its embedding (its
     value's features, its op, its step), which steps hold the same value (a node is scored alone, and a vote is a
     comparison) and the context: a learned judge of the DAG's own steps (after the verifiers that score candidate
-    solutions, Cobbe et al. 2021). Its input is detached, so it cannot change the steps it judges; the auxiliary loss
-    teaches it to weigh the steps that hold the value being written (step_weight_loss). With equal weights the readout
-    counted votes: a chain's answer that only the last step holds (the earlier ones a child: `...x` in eval_numeric's
-    chains suite) was written right in 1 of 36 problems on seed 1337, while answers that the middle steps hold and the
-    last does not (`.xx.`) are nearly as common in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth
-    session). Over seeds 1337-1342 the main job gained test chains 59.3 -> 60.6%, extrapolation 94.55 -> 94.87%, its
-    chains 51.7 -> 53.2%, held-out phrasings 67.9 -> 70.7% and the chains suite 150.7 -> 170.2 of 300 (without the
-    agreement input: 60.3, 94.53, 50.2, 68.9 and 164.3); the training step and cached decoding cost the same to 2%
-    (NOTES.md, thirty-seventh session). (Until issue 9 a shared projection, one self-attention across the nodes of a
-    position and a mean-pool did this, then a small Block over T: the attention's Linear ran on dag_depth x the tokens,
-    and the Block cost 0.25x the GPT's step for no accuracy in the main job; NOTES.md.)"""
+    solutions, Cobbe et al. 2021). Its input is detached, so its loss (step_weight_loss: weigh the steps that hold the
+    value being written) trains the judge and not the steps it judges; the steps' language-model gradient through the
+    features is scaled by their weights. With equal weights the readout counted votes: a chain's answer that only the
+    last step holds (the earlier ones a child: `...x` in eval_numeric's chains suite) was written right in 1 of 36
+    problems on seed 1337, while answers that the middle steps hold and the last does not (`.xx.`) are nearly as common
+    in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth session). Over seeds 1337-1342 the main job
+    gained test chains 59.3 -> 60.6%, extrapolation 94.55 -> 94.87%, its chains 51.7 -> 53.2%, held-out phrasings 67.9
+    -> 70.7% and the chains suite 150.7 -> 170.2 of 300 (without the agreement input: 60.3, 94.53, 50.2, 68.9 and
+    164.3); the training step and cached decoding cost the same to 2% (NOTES.md, thirty-seventh session). (Until issue 9
+    a shared projection, one self-attention across the nodes of a position and a mean-pool did this, then a small Block
+    over T: the attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for no
+    accuracy in the main job; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
