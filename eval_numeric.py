@@ -247,7 +247,8 @@ def answer_steps(model, encode, problems, device='cpu'):
     with prompt and answer), a string of dag_depth characters, 'x' where the step computes the answer at every
     position that predicts one of its characters (the prompt's last char to the answer's next-to-last), '.' where
     not; None where prompt and answer pass block_size. (In the chains suite, answers whose last step alone holds
-    them were never written right: NOTES.md, twenty-sixth session.)"""
+    them were never written right while the readout counted the steps' votes, NOTES.md, twenty-sixth session; with
+    the step judge 7 of 30 on seed 1337, and all 30 with the readout told to read the last step: thirty-eighth.)"""
     from dag_model import computes
     found = [None] * len(problems)
     for i, p, out in _dag_passes(model, encode, problems, lambda p: p['prompt'] + p['answer'], device):
