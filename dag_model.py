@@ -138,6 +138,9 @@ MAX_FRAC_DIGITS = 9  # decimals a rendered value keeps (the corpus writes at mos
 SIGNIFICANT_DIGITS = 15  # digits a rendered value keeps: every 15-digit decimal survives a float64 round trip
 POW10 = [10 ** i for i in range(19)]
 MAX_RANK = 16  # recency ranks the controller tells apart (numbers back from a position); older ones share one
+LEAF_BITS = 63  # token positions per int64 word of a node's leaf set (the sign bit unused)
+BYTE_POPCOUNT = torch.tensor([bin(i).count('1') for i in range(256)])  # set bits of each byte value
+MAX_COVER_GAP = 3  # how many fewer numbers than its position's widest step a node reads, as the judge tells apart
 
 
 @dataclass
@@ -483,6 +486,19 @@ class ValueExtractor(nn.Module):
                 class_logits, digit_logits)
 
 
+def leaf_sets(T, words, device):
+    """Each of T token positions as a leaf set of its own: (T, words) int64, bit p % LEAF_BITS of word p //
+    LEAF_BITS."""
+    p = torch.arange(T, device=device)[:, None]
+    bits = torch.bitwise_left_shift(torch.ones_like(p), p % LEAF_BITS)
+    return torch.zeros(T, words, dtype=torch.long, device=device).scatter_(1, p // LEAF_BITS, bits)
+
+
+def popcount(x):
+    """The number of set bits of int64 x (..., words), over the last dim -> (...) long."""
+    return BYTE_POPCOUNT.to(x.device)[x.contiguous().view(torch.uint8).long()].sum(-1)
+
+
 def number_ends(length):
     """Number lengths in tokens (B, T) long (the value extractor's) -> (B, T) bool: the tokens that end a number
     (the next token does not continue it; the sequence's last token counts as ending one if it is in one)."""
@@ -526,7 +542,9 @@ class DAGController(nn.Module):
     'symbols'
     (B, Tq, dag_depth) long, the SYMBOLS index each value renders at the current number position; 'anchor_logits'
     (B, Tq, 9) float32, the op as read at each position (what a step whose right operand is there adds to its op
-    logits; the auxiliary loss's ops labels teach it); with with_stats,
+    logits; the auxiliary loss's ops labels teach it); 'distinct' (B, Tq, dag_depth) long, how many different
+    tokens each scratch node's program reads, and 'leaf_counts' (the same shape), how many with repeats
+    (`program_leaves`); with with_stats,
     'stats' (diagnostics, see DAGGPT.forward); with labels, 'programs': per step, at M positions (on the CPU those
     where its label is known: `programs`), (the results of every op on every pair of candidate operands (M, K, K, 9)
     float64, the probability the step gives each (M, K, K, 9), the labels (M,) float64).
@@ -537,13 +555,15 @@ class DAGController(nn.Module):
     "max(3, 5", "Subtract 5 from", so a token's context names the op that takes it; a scratch node is anchored
     where its own left operand is, so "* (398 * 2)" reads the outer '*' at "398"; a scratch node's key is its
     value, op and step plus the key of its position's token, which says where it was computed), the candidate
-    results (`candidate_results`), their straight-through value features (`features`), the new node
-    (`new_node`). After the last step, every step's symbol at once (`symbol_features`: no step reads them)."""
+    results (`candidate_results`), their straight-through value features (`features`), the new node (`new_node`) and the
+    tokens its program reads (`program_leaves`). After the last step, every step's symbol at once (`symbol_features`: no
+    step reads them)."""
 
     def __init__(self, config):
         super().__init__()
         C = config.n_embd
         self.depth, self.topk = config.dag_depth, config.dag_topk
+        self.leaf_words = -(-config.block_size // LEAF_BITS)  # int64 words of a node's leaf set
         self.scratch_emb = nn.Embedding(config.dag_depth, C)  # which step made a scratch node (in its key)
         # Each step reads its own direction of the context: a query per step and operand, an op head per step. (A
         # step embedding added to one shared context only shifts every step's logits by a constant, so all steps
@@ -590,7 +610,9 @@ class DAGController(nn.Module):
         # float64, and the token each node's op is read at (B, Tk) long (a token its own, a scratch node its left
         # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
         nodes = {'keys': [token_keys], 'values': [values.detach()],
-                 'anchors': [torch.arange(Tk, device=values.device).expand(B, Tk)]}
+                 'anchors': [torch.arange(Tk, device=values.device).expand(B, Tk)],
+                 'leaves': [leaf_sets(Tk, self.leaf_words, values.device).expand(B, -1, -1)],
+                 'counts': [torch.ones(B, Tk, dtype=torch.long, device=values.device)]}
         if labels is not None:  # what each node should hold, per kind (a token's value is its own: no label)
             nodes['labels'] = [torch.full_like(values, float('nan'), dtype=torch.float64)]
         # one view per step: unbind's backward stacks the steps' gradients once (a slice [:, :, k] filled a
@@ -602,10 +624,10 @@ class DAGController(nn.Module):
         steps = []
         for k in range(self.depth):
             step = self.step(k, nodes, **ctx)
-            node = (self.key(step['emb']) + own_keys, step['value'], step['anchor_a'])
+            node = (self.key(step['emb']) + own_keys, step['value'], step['anchor_a'], step['leaves'], step['count'])
             if cache is not None:
                 node = cache.extend_scratch(k, node)
-            for name, x in zip(('keys', 'values', 'anchors'), node):
+            for name, x in zip(('keys', 'values', 'anchors', 'leaves', 'counts'), node):
                 nodes[name].append(x)
             if labels is not None:
                 nodes['labels'].append(ctx['labels'][k])
@@ -613,7 +635,9 @@ class DAGController(nn.Module):
         out = {'values': torch.stack([s['value'] for s in steps], -1),
                'feats': torch.stack([s['feats'] for s in steps], 2),
                'emb': torch.stack([s['emb'] for s in steps], 2),
-               'choices': torch.stack([s['choice'] for s in steps], 2), 'anchor_logits': new_anchor_logits}
+               'choices': torch.stack([s['choice'] for s in steps], 2), 'anchor_logits': new_anchor_logits,
+               'distinct': popcount(torch.stack([s['leaves'] for s in steps], 2)),
+               'leaf_counts': torch.stack([s['count'] for s in steps], -1)}
         # every step's symbols in one call (no step reads them, only the readout); a step with fewer than dag_topk
         # operand candidates (fewer nodes) padded with candidates of weight 0
         pad = lambda x: F.pad(x, (0, len(OPS) + 2 * self.topk - x.size(-1)))  # noqa: E731
@@ -661,14 +685,15 @@ class DAGController(nn.Module):
                 torch.cat([rank] + [scratch_rank] * (self.depth - 1), -1))
 
     def step(self, k, nodes, masks, queries, rank_logits, op_logits, anchor_logits, program, labels=None):
-        """DAG step k at every query position: choose two operands among the visible nodes and an op, execute
-        them exactly, and make the new node. nodes: the keys, values and anchors of the tokens and of the k earlier
-        steps' scratch nodes (see forward); masks: operand_mask's; per step (sequences of dag_depth): queries (B, Tq,
-        2, dk) (dk = dag_key_dim), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9); anchor_logits (B, Tk,
-        9). Returns a dict of the step's value (B, Tq) float64, feats (its value features), emb, choice (see
-        forward), its candidates' results and weights (see features) and what diagnostics and the auxiliary loss
-        need. Both operands are chosen at once, along a leading dim of 2 (a, then b). With labels (per step, (B, Tq)
-        float64) also the programs the auxiliary loss scores (`programs`)."""
+        """DAG step k at every query position: choose two operands among the visible nodes and an op, execute them
+        exactly, and make the new node. nodes: the keys, values, anchors, leaf sets and leaf counts of the tokens and of
+        the k earlier steps' scratch nodes (see forward); masks: operand_mask's; per step (sequences of dag_depth):
+        queries (B, Tq, 2, dk) (dk = dag_key_dim), rank_logits (B, Tq, 2, 2 MAX_RANK), op_logits (B, Tq, 9);
+        anchor_logits (B, Tk, 9). Returns a dict of the step's value (B, Tq) float64, feats (its value features), emb,
+        choice (see forward), its leaves and count (`program_leaves`), its candidates' results and weights (see
+        features) and what diagnostics and the auxiliary loss need. Both operands are chosen at once, along a leading
+        dim of 2 (a, then b). With labels (per step, (B, Tq) float64) also the programs the auxiliary loss scores
+        (`programs`)."""
         forced = program[k] if program is not None else None
         keys, node_values = torch.cat(nodes['keys'], 1), torch.cat(nodes['values'], -1)  # (B, N, dk), (B, N)
         bias, rank = (m[..., :node_values.size(-1)] for m in masks)  # (B, Tq, N) each
@@ -691,13 +716,28 @@ class DAGController(nn.Module):
         value = results[..., :len(OPS)].gather(-1, op_hard[..., None]).squeeze(-1)  # (B, Tq) float64, exact
         weights = torch.cat([p_op, p_a, p_b], dim=-1) if with_probs else None
         mixed = self.features(results, weights, op_hard, value)
+        leaves, count = self.program_leaves(torch.cat(nodes['leaves'], 1), torch.cat(nodes['counts'], -1),
+                                            i_a[..., 0], i_b[..., 0], op_hard)
         step = {'value': value, 'feats': mixed, 'emb': self.new_node(k, mixed, op_hard, p_op),
                 'results': results, 'weights': weights,
                 'choice': torch.stack([i_a[..., 0], i_b[..., 0], op_hard], -1), 'operand_logits': logits,
-                'anchor_a': anchors.gather(-1, i_a[..., 0])}  # (B, Tq): the new node's anchor, its a's
+                'anchor_a': anchors.gather(-1, i_a[..., 0]),  # (B, Tq): the new node's anchor, its a's
+                'leaves': leaves, 'count': count}
         if labels is not None:
             step['programs'] = self.programs(i, v, p, p_op, torch.cat(nodes['labels'], -1), labels[k])
         return step
+
+    @staticmethod
+    def program_leaves(leaves, counts, a, b, op_hard):
+        """The tokens the new node's program reads, from its operands a, b (B, Tq) long (node indices) and op
+        (B, Tq): its leaf set (B, Tq, words) int64 (a bit per token position, leaf_sets; the union of its operands'
+        sets, a's alone for identity) and its leaf count (B, Tq) long (their sum: a token read twice counts twice),
+        from every node's, leaves (B, N, words) and counts (B, N). What the step judge compares (DAGReadout)."""
+        ab = torch.cat([a, b], 1)  # (B, 2 Tq): one gather for both sides (generation runs these ops per token)
+        leaves_a, leaves_b = leaves.gather(1, ab[..., None].expand(-1, -1, leaves.size(-1))).chunk(2, 1)
+        count_a, count_b = counts.gather(1, ab).chunk(2, 1)
+        has_b = op_hard != OPS.index('identity')
+        return leaves_a | leaves_b * has_b[..., None], count_a + count_b * has_b
 
     @staticmethod
     def programs(i, v, p, p_op, node_labels, label, compact=None):
@@ -868,7 +908,8 @@ class DAGCache:
         return self.nodes
 
     def extend_scratch(self, k, node):
-        """Append the new positions' scratch node of step k (key, value, anchor); return every position's."""
+        """Append the new positions' scratch node of step k (key, value, anchor, leaf set, leaf count); return every
+        position's."""
         self.scratch[k] = append_positions(self.scratch[k], node)
         return self.scratch[k]
 
@@ -889,42 +930,49 @@ def run_block(block, x, kv=None):
 
 class DAGReadout(nn.Module):
     """The scratch nodes' readout features (B, T, dag_depth, F), embeddings (B, T, dag_depth, n_embd) and values (B, T,
-    dag_depth) float64, and the context (B, T, n_embd) -> (dag_sem (B, T, n_embd), the step weights (B, T, dag_depth)
-    float32, or None at dag_depth 1): the scalar-to-embedding projection of every step's features, each step with its
-    own weights (one Linear over the concatenation: a step's symbol must not be averaged away) and its features scaled
-    by dag_depth x its step weight, plus the mean of the node embeddings (which say which op made each node, so every
-    step's embedding reaches the loss, also at dag_depth 1); per position.
+    dag_depth) float64, the context (B, T, n_embd), and each node's distinct and leaf_counts (below) -> (dag_sem (B, T,
+    n_embd), the step weights (B, T, dag_depth) float32, or None at dag_depth 1): the scalar-to-embedding projection of
+    every step's features, each step with its own weights (one Linear over the concatenation: a step's symbol must not
+    be averaged away) and its features scaled by dag_depth x its step weight, plus the mean of the node embeddings
+    (which say which op made each node, so every step's embedding reaches the loss, also at dag_depth 1); per position.
 
     The step weights are a softmax over the steps of a score that a small MLP gives each node from its embedding (its
     value's features, its op, its step), which steps hold the same value (a node is scored alone, and a vote is a
-    comparison) and the context: a learned judge of the DAG's own steps (after the verifiers that score candidate
-    solutions, Cobbe et al. 2021). Its input is detached, so its loss (step_weight_loss: weigh the steps that hold the
-    value being written) trains the judge and not the steps it judges; the steps' language-model gradient through the
-    features is scaled by their weights. With equal weights the readout counted votes: a chain's answer that only the
-    last step holds (the earlier ones a child: `...x` in eval_numeric's chains suite) was written right in 1 of 36
-    problems on seed 1337, while answers that the middle steps hold and the last does not (`.xx.`) are nearly as common
-    in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth session). Over seeds 1337-1342 the main job
-    gained test chains 59.3 -> 60.6%, extrapolation 94.55 -> 94.87%, its chains 51.7 -> 53.2%, held-out phrasings 67.9
-    -> 70.7% and the chains suite 150.7 -> 170.2 of 300 (without the agreement input: 60.3, 94.53, 50.2, 68.9 and
-    164.3); the training step and cached decoding cost the same to 2% (NOTES.md, thirty-seventh session). (Until issue 9
-    a shared projection, one self-attention across the nodes of a position and a mean-pool did this, then a small Block
-    over T: the attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for no
-    accuracy in the main job; NOTES.md.)"""
+    comparison), how many fewer different tokens its program reads than its position's widest step's (distinct (B, T,
+    dag_depth) long, up to MAX_COVER_GAP) and whether it reads one twice (leaf_counts (B, T, dag_depth) long, more than
+    distinct: `DAGController.program_leaves`), and the context: a learned judge of the DAG's own steps (after the
+    verifiers that score candidate solutions, Cobbe et al. 2021). Its input is detached, so its loss (step_weight_loss:
+    weigh the steps that hold the value being written) trains the judge and not the steps it judges; the steps'
+    language-model gradient through the features is scaled by their weights. With equal weights the readout counted
+    votes: a chain's answer that only the last step holds (the earlier ones a child: `...x` in eval_numeric's chains
+    suite) was written right in 1 of 36 problems on seed 1337, while answers that the middle steps hold and the last
+    does not (`.xx.`) are nearly as common in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth
+    session). Over seeds 1337-1342 the main job gained test chains 59.3 -> 60.6%, extrapolation 94.55 -> 94.87%, its
+    chains 51.7 -> 53.2%, held-out phrasings 67.9 -> 70.7% and the chains suite 150.7 -> 170.2 of 300 (without the
+    agreement input: 60.3, 94.53, 50.2, 68.9 and 164.3); the training step and cached decoding cost the same to 2%
+    (NOTES.md, thirty-seventh session). (Until issue 9 a shared projection, one self-attention across the nodes of a
+    position and a mean-pool did this, then a small Block over T: the attention's Linear ran on dag_depth x the tokens,
+    and the Block cost 0.25x the GPT's step for no accuracy in the main job; NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
         C, D = config.n_embd, config.dag_depth
         self.proj = nn.Linear(D * (N_VALUE_FEATURES + len(SYMBOLS)), C)
         # at dag_depth 1 the softmax is constant: no weights (every parameter must get a gradient, for DDP)
-        self.step_score = nn.Sequential(nn.Linear(2 * C + D, C), nn.GELU(), nn.Linear(C, 1)) if D > 1 else None
+        self.step_score = nn.Sequential(nn.Linear(2 * C + D + MAX_COVER_GAP + 2, C), nn.GELU(), nn.Linear(C, 1)) \
+            if D > 1 else None
 
-    def forward(self, feats, node_emb, ctx, values):
+    def forward(self, feats, node_emb, ctx, values, distinct, leaf_counts):
         weights = None
         if self.step_score is not None:
             # detached: the judge learns from the DAG's nodes and the context, and cannot change them; each node
-            # also sees which steps hold its value (a node is scored alone, and a vote is a comparison)
+            # also sees which steps hold its value and how many numbers it reads against the widest step (a node is
+            # scored alone, and a vote or a widest program is a comparison)
             agree = (values[..., :, None] == values[..., None, :]).to(node_emb.dtype)  # (B, T, dag_depth, dag_depth)
-            nodes = torch.cat([node_emb, ctx[:, :, None].expand_as(node_emb), agree], -1).detach()
+            gap = (distinct.amax(-1, keepdim=True) - distinct).clamp(max=MAX_COVER_GAP)  # (B, T, dag_depth)
+            cover = torch.cat([F.one_hot(gap, MAX_COVER_GAP + 1), (leaf_counts > distinct)[..., None]], -1)
+            nodes = torch.cat([node_emb, ctx[:, :, None].expand_as(node_emb), agree, cover.to(node_emb.dtype)], -1)
+            nodes = nodes.detach()
             weights = F.softmax(self.step_score(nodes).float().squeeze(-1), dim=-1)  # (B, T, dag_depth)
             feats = feats * (feats.size(2) * weights)[..., None]  # equal weights: the features as they are
         return self.proj(feats.flatten(2)) + node_emb.mean(2), weights  # (B, T, C)
@@ -1094,7 +1142,8 @@ class DAGGPT(GPT):
             if positions is not None:  # the readout and its loss read the positions the DAG ran at
                 ctx = gather_positions(ctx, positions)
                 labels = gather_positions(labels, positions) if labels is not None else None
-            dag_sem, step_weights = self.readout(out['feats'], out['emb'], ctx, out['values'])
+            dag_sem, step_weights = self.readout(out['feats'], out['emb'], ctx, out['values'], out['distinct'],
+                                                 out['leaf_counts'])
             if positions is not None:  # elsewhere no dag_sem: the DAG did not run there
                 dag_sem = scatter_positions(dag_sem, positions, h.size(1), 0.0)
         out.update(token_values=token_values, length=length, written=written, step_weights=step_weights)

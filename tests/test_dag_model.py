@@ -8,8 +8,9 @@ from torch.nn import functional as F
 
 from conftest import flush_denormal
 from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, NOT_A_NUMBER, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT,
-                       DAGController, DAGGPTConfig, after_number, dag_ops, linear_scan, multi_step_rows, program_loss,
-                       read_numbers, render_symbol, scratch_index, step_labels, step_weight_loss, value_features)
+                       DAGController, DAGGPTConfig, after_number, dag_ops, leaf_sets, linear_scan, multi_step_rows,
+                       popcount, program_loss, read_numbers, render_symbol, scratch_index, step_labels,
+                       step_weight_loss, value_features)
 
 D = torch.float64
 
@@ -704,11 +705,50 @@ def test_a_step_reads_the_node_an_earlier_position_computed(mode):
     first = text.index('=') + 1  # the prompt's last char
     for t in range(first, T - 1):
         assert out['values'][0, t].tolist() == [7.0, 35.0]
+        # the numbers each step's program reads (the judge's input): 3 and 4, then those and 5, none twice
+        assert out['distinct'][0, t].tolist() == out['leaf_counts'][0, t].tolist() == [2, 3]
         assert spelled(out, t) == '35'[t - first:]
     assert out['choices'][0, first, 1, 0].item() == scratch_index(T, 0, close)
     scratch_bias = model.controller.operand_mask(out["length"], torch.arange(T)[None])[0][..., T:2 * T]  # step 0's
     assert scratch_bias[0, first, close] == 0 and scratch_bias[0, first, first] == 0  # ')' and itself
     assert scratch_bias[0, first, text.index('+')] < -1e8 and scratch_bias[0, close, close + 1] < -1e8  # future
+
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval', 'no_grad'])
+def test_each_node_counts_the_numbers_its_program_reads(mode):
+    """The leaf sets and counts the step judge compares, through DAGGPT.dag: 5 + 5 reads one number twice, and
+    adding 7 to that node reads two different numbers, three with the repeat; identity passes its a's leaves on."""
+    model = wired_dag(depth=3).train(mode == 'train')
+    text = '5 and 7 = 17\n'
+    T = len(text)
+    five, seven = text.index('5'), text.index('7')
+    forced = [(five, five, 'add'), (scratch_index(T, 0), seven, 'add'), (scratch_index(T, 1), five, 'identity')]
+    with torch.set_grad_enabled(mode != 'no_grad'):
+        _, out, _ = model.dag(encode(text), model.hidden_states(encode(text)), program=forced)
+    for t in range(seven, T):
+        assert out['values'][0, t].tolist() == [10.0, 17.0, 17.0]
+        assert out['distinct'][0, t].tolist() == [1, 2, 2] and out['leaf_counts'][0, t].tolist() == [2, 3, 3]
+
+
+def test_leaf_sets_hold_every_position_once_across_words():
+    """A bit per token position, over as many int64 words as block_size needs (63 positions a word)."""
+    sets = leaf_sets(130, 3, 'cpu')
+    assert popcount(sets).tolist() == [1] * 130
+    union = functools.reduce(torch.bitwise_or, sets.unbind(0))
+    assert popcount(union).item() == 130 and popcount(union & sets[[5, 70, 129]].sum(0)).item() == 3
+
+def test_the_step_judge_sees_how_many_numbers_each_step_reads():
+    """With the same embeddings, context and values, a step whose program reads fewer different numbers than its
+    position's widest, or one number twice, is scored differently (the judge cannot compare the steps otherwise)."""
+    readout = tiny_dag().readout
+    feats = torch.randn(1, 3, 4, readout.proj.in_features // 4)
+    emb, ctx = torch.randn(1, 1, 4, 16).expand(-1, 3, -1, -1), torch.randn(1, 1, 16).expand(-1, 3, -1)
+    values = torch.tensor([5., 5., 5., 7.], dtype=D).expand(1, 3, 4)
+    distinct = torch.tensor([[[2, 2, 2, 3], [3, 3, 3, 2], [3, 3, 3, 2]]])
+    counts = torch.tensor([[[2, 2, 2, 3], [3, 3, 3, 2], [3, 3, 4, 2]]])
+    weights = readout(feats, emb, ctx, values, distinct, counts)[1][0]
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
 
 
 def test_explain_reads_the_numbers_and_describes_every_step():
@@ -777,11 +817,14 @@ def test_equal_step_weights_leave_the_readout_features_as_they_are():
     torch.nn.init.zeros_(readout.step_score[-1].weight)  # every node scored alike
     feats, emb = torch.randn(2, 5, 4, readout.proj.in_features // 4), torch.randn(2, 5, 4, 16)
     ctx, values = torch.randn(2, 5, 16), torch.randn(2, 5, 4, dtype=D)
-    dag_sem, weights = readout(feats, emb, ctx, values)
+    ones = torch.ones(2, 5, 4, dtype=torch.long)
+    dag_sem, weights = readout(feats, emb, ctx, values, ones, ones)
     assert torch.equal(weights, torch.full((2, 5, 4), 0.25))
     assert torch.equal(dag_sem, readout.proj(feats.flatten(2)) + emb.mean(2))
     readout = tiny_dag(depth=1).readout  # one step: nothing to weigh
-    assert readout.step_score is None and readout(feats[:, :, :1], emb[:, :, :1], ctx, values[..., :1])[1] is None
+    one = ones[..., :1]
+    assert readout.step_score is None
+    assert readout(feats[:, :, :1], emb[:, :, :1], ctx, values[..., :1], one, one)[1] is None
 
 
 def test_the_step_judge_sees_which_steps_agree():
@@ -792,7 +835,8 @@ def test_the_step_judge_sees_which_steps_agree():
     feats = torch.randn(1, 3, 4, readout.proj.in_features // 4)
     emb, ctx = torch.randn(1, 1, 4, 16), torch.randn(1, 1, 16)  # the same at the three positions
     values = torch.tensor([[[5., 5., 5., 7.], [5., 7., 7., 5.], [1., 1., 1., 2.]]], dtype=D)  # (1, 3, dag_depth)
-    weights = readout(feats, emb.expand(-1, 3, -1, -1), ctx.expand(-1, 3, -1), values)[1][0]
+    ones = torch.ones(1, 3, 4, dtype=torch.long)
+    weights = readout(feats, emb.expand(-1, 3, -1, -1), ctx.expand(-1, 3, -1), values, ones, ones)[1][0]
     assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
 
 
@@ -800,7 +844,8 @@ def test_the_step_judge_cannot_change_the_nodes_it_judges():
     readout = tiny_dag().readout
     feats = torch.randn(2, 5, 4, readout.proj.in_features // 4)
     emb, ctx = torch.randn(2, 5, 4, 16, requires_grad=True), torch.randn(2, 5, 16, requires_grad=True)
-    weights = readout(feats, emb, ctx, torch.randn(2, 5, 4, dtype=D))[1]
+    ones = torch.ones(2, 5, 4, dtype=torch.long)
+    weights = readout(feats, emb, ctx, torch.randn(2, 5, 4, dtype=D), ones, ones)[1]
     emb_grad, ctx_grad, score_grad = torch.autograd.grad(
         weights[..., -1].sum(), [emb, ctx, readout.step_score[0].weight], allow_unused=True)
     assert emb_grad is None and ctx_grad is None and score_grad.abs().sum() > 0  # the judge learns, the nodes do not
