@@ -248,7 +248,8 @@ def answer_steps(model, encode, problems, device='cpu'):
     position that predicts one of its characters (the prompt's last char to the answer's next-to-last), '.' where
     not; None where prompt and answer pass block_size. (In the chains suite, answers whose last step alone holds
     them were never written right while the readout counted the steps' votes, NOTES.md, twenty-sixth session; with
-    the step judge 7 of 30 on seed 1337, and all 30 with the readout told to read the last step: thirty-eighth.)"""
+    the step judge 7 of 30 on seed 1337, and all 30 with the readout told to read the last step: thirty-eighth; with
+    the judge told how many numbers each step's program reads, 14 of 31: thirty-ninth.)"""
     from dag_model import computes
     found = [None] * len(problems)
     for i, p, out in _dag_passes(model, encode, problems, lambda p: p['prompt'] + p['answer'], device):
