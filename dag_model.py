@@ -20,7 +20,8 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         appends a new node (a float64 value and an embedding)
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
                         projection, a weight matrix per step), each step's weighted by how far a small MLP
-                        trusts it, plus the nodes' mean embedding: dag_sem
+                        trusts it (from the node, the context, which steps agree and how many of the numbers
+                        each step's program reads), plus the nodes' mean embedding: dag_sem
   gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
   token write           with dag_write_tokens (BPE): + a learned bias on the logit of the token that continues
                         each step's value as the tokenizer chunks it ("48324" -> " 483", "24")
