@@ -368,6 +368,15 @@ def test_cached_generation_gives_the_uncached_tokens(depth):
         steps = torch.cat([model(cached[:, t:t + 1], kv_cache=cache)[0] for t in range(10, 30)], 1)
     torch.testing.assert_close(first[:, -1], full[:, 9], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(steps, full[:, 10:30], atol=1e-5, rtol=1e-5)
+    if depth > 1:  # the scratch nodes' leaf sets come from the cache too: the judge's leaf inputs are the same
+        with torch.no_grad():
+            ids = cached[:, :30].contiguous()
+            _, whole, _ = model.dag(ids, model.hidden_states(ids))
+            cache = model.new_kv_cache(3, 32)
+            parts = [model.dag(ids[:, t:t + 1], model.hidden_states(ids[:, t:t + 1], cache.trunk), cache=cache)[1]
+                     for t in range(30)]
+        for name in ('values', 'distinct', 'leaf_counts'):  # (choices number the nodes by the tokens seen)
+            assert torch.equal(torch.cat([part[name] for part in parts], 1), whole[name]), name
 
 
 
