@@ -487,12 +487,12 @@ class ValueExtractor(nn.Module):
                 class_logits, digit_logits)
 
 
-def leaf_sets(T, words, device):
-    """Each of T token positions as a leaf set of its own: (T, words) int64, bit p % LEAF_BITS of word p //
-    LEAF_BITS."""
-    p = torch.arange(T, device=device)[:, None]
+def leaf_sets(start, end, words, device):
+    """Token positions start..end-1, each as a leaf set of its own: (end - start, words) int64, bit p % LEAF_BITS of
+    word p // LEAF_BITS."""
+    p = torch.arange(start, end, device=device)[:, None]
     bits = torch.bitwise_left_shift(torch.ones_like(p), p % LEAF_BITS)
-    return torch.zeros(T, words, dtype=torch.long, device=device).scatter_(1, p // LEAF_BITS, bits)
+    return torch.zeros(end - start, words, dtype=torch.long, device=device).scatter_(1, p // LEAF_BITS, bits)
 
 
 def popcount(x):
@@ -585,9 +585,11 @@ class DAGController(nn.Module):
         # values enter only as bounded features; the class choices carry the LM loss's gradient to the extractor
         token_keys = self.key(node_emb + self.value_embed(value_features(values.detach())) + self.class_embed(classes))
         anchor_logits = new_anchor_logits = self.op_anchor(ctx).float()  # (B, Tq, 9)
+        start = 0 if cache is None or cache.nodes is None else cache.nodes[0].size(1)  # the tokens seen before
+        leaves = leaf_sets(start, start + values.size(1), self.leaf_words, values.device).expand(values.size(0), -1, -1)
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
-            token_keys, values, length, anchor_logits = cache.extend_nodes(token_keys, values.detach(), length,
-                                                                           anchor_logits)
+            token_keys, values, length, anchor_logits, leaves = cache.extend_nodes(token_keys, values.detach(), length,
+                                                                                   anchor_logits, leaves)
         Tk = token_keys.size(1)
         scratch_everywhere = positions is None  # a scratch node at every position, else at the queries' only
         if scratch_everywhere:  # the queries are the last Tq positions (all of them, or a cache's new ones)
@@ -612,7 +614,7 @@ class DAGController(nn.Module):
         # operand's anchor); every position's scratch nodes are nodes of the later positions' later steps
         nodes = {'keys': [token_keys], 'values': [values.detach()],
                  'anchors': [torch.arange(Tk, device=values.device).expand(B, Tk)],
-                 'leaves': [leaf_sets(Tk, self.leaf_words, values.device).expand(B, -1, -1)],
+                 'leaves': [leaves],
                  'counts': [torch.ones(B, Tk, dtype=torch.long, device=values.device)]}
         if labels is not None:  # what each node should hold, per kind (a token's value is its own: no label)
             nodes['labels'] = [torch.full_like(values, float('nan'), dtype=torch.float64)]
@@ -886,9 +888,9 @@ class DAGCache:
     """What cached generation keeps of earlier positions (GPT+DAG's counterpart of model.KVCache): the trunk's
     KVCache, the context Block's, and per token the extractor's class choices (B, T, |CLASSES|)
     float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's
-    token nodes: keys (B, T, dag_key_dim), values (B, T) float64, number lengths (B, T) long and op anchor logits
-    (B, T, 9). Position t depends only on tokens <= t, so a new token needs these and nothing is re-run.
-    DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
+    token nodes: keys (B, T, dag_key_dim), values (B, T) float64, number lengths (B, T) long, op anchor logits
+    (B, T, 9) and leaf sets (B, T, words) int64. Position t depends only on tokens <= t, so a new token needs
+    these and nothing is re-run. DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
 
     def __init__(self, model, batch_size, max_len):
         self.trunk = GPT.new_kv_cache(model, batch_size, max_len)
@@ -903,7 +905,7 @@ class DAGCache:
         return self.window
 
     def extend_nodes(self, *nodes):
-        """Append the new positions' token nodes (keys, values, lengths, op anchor logits); return every
+        """Append the new positions' token nodes (keys, values, lengths, op anchor logits, leaf sets); return every
         position's."""
         self.nodes = append_positions(self.nodes, nodes)
         return self.nodes

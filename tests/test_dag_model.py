@@ -742,8 +742,8 @@ def test_each_node_counts_the_numbers_its_program_reads(mode):
 
 def test_leaf_sets_hold_every_position_once_across_words():
     """A bit per token position, over as many int64 words as block_size needs (63 positions a word)."""
-    sets = leaf_sets(130, 3, 'cpu')
-    assert popcount(sets).tolist() == [1] * 130
+    sets = leaf_sets(0, 130, 3, 'cpu')
+    assert popcount(sets).tolist() == [1] * 130 and torch.equal(leaf_sets(60, 130, 3, 'cpu'), sets[60:])
     union = functools.reduce(torch.bitwise_or, sets.unbind(0))
     assert popcount(union).item() == 130 and popcount(union & sets[[5, 70, 129]].sum(0)).item() == 3
 
