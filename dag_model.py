@@ -495,9 +495,10 @@ def leaf_sets(start, end, words, device):
     return torch.zeros(end - start, words, dtype=torch.long, device=device).scatter_(1, p // LEAF_BITS, bits)
 
 
-def popcount(x):
-    """The number of set bits of int64 x (..., words), over the last dim -> (...) long."""
-    return BYTE_POPCOUNT.to(x.device)[x.contiguous().view(torch.uint8).long()].sum(-1)
+def popcount(x, table=BYTE_POPCOUNT):
+    """The number of set bits of int64 x (..., words), over the last dim -> (...) long. table: BYTE_POPCOUNT, best
+    on x's device (DAGController keeps a copy as a buffer: a GPU then gets no host-to-device copy per call)."""
+    return table.to(x.device)[x.contiguous().view(torch.uint8).long()].sum(-1)
 
 
 def number_ends(length):
@@ -565,6 +566,7 @@ class DAGController(nn.Module):
         C = config.n_embd
         self.depth, self.topk = config.dag_depth, config.dag_topk
         self.leaf_words = -(-config.block_size // LEAF_BITS)  # int64 words of a node's leaf set
+        self.register_buffer('byte_popcount', BYTE_POPCOUNT.clone(), persistent=False)  # moves with the model
         self.scratch_emb = nn.Embedding(config.dag_depth, C)  # which step made a scratch node (in its key)
         # Each step reads its own direction of the context: a query per step and operand, an op head per step. (A
         # step embedding added to one shared context only shifts every step's logits by a constant, so all steps
@@ -639,7 +641,7 @@ class DAGController(nn.Module):
                'feats': torch.stack([s['feats'] for s in steps], 2),
                'emb': torch.stack([s['emb'] for s in steps], 2),
                'choices': torch.stack([s['choice'] for s in steps], 2), 'anchor_logits': new_anchor_logits,
-               'distinct': popcount(torch.stack([s['leaves'] for s in steps], 2)),
+               'distinct': popcount(torch.stack([s['leaves'] for s in steps], 2), self.byte_popcount),
                'leaf_counts': torch.stack([s['count'] for s in steps], -1)}
         # every step's symbols in one call (no step reads them, only the readout); a step with fewer than dag_topk
         # operand candidates (fewer nodes) padded with candidates of weight 0
