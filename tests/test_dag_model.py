@@ -740,6 +740,15 @@ def test_each_node_counts_the_numbers_its_program_reads(mode):
         assert out['distinct'][0, t].tolist() == [1, 2, 2] and out['leaf_counts'][0, t].tolist() == [2, 3, 3]
 
 
+def test_the_popcount_table_moves_with_the_model_and_stays_out_of_checkpoints():
+    """DAGController's byte_popcount is a non-persistent buffer: the set bits of each byte, never cast by a dtype change
+    (model.double(), bf16), and not in the state dict, so checkpoints load with and without it."""
+    model = tiny_dag()
+    assert model.controller.byte_popcount.tolist() == [bin(i).count('1') for i in range(256)]
+    assert not any('byte_popcount' in k for k in model.state_dict())
+    assert model.to(torch.bfloat16).controller.byte_popcount.dtype == torch.long
+
+
 def test_leaf_sets_hold_every_position_once_across_words():
     """A bit per token position, over as many int64 words as block_size needs (63 positions a word)."""
     sets = leaf_sets(0, 130, 3, 'cpu')
