@@ -723,7 +723,6 @@ def test_a_step_reads_the_node_an_earlier_position_computed(mode):
     assert scratch_bias[0, first, text.index('+')] < -1e8 and scratch_bias[0, close, close + 1] < -1e8  # future
 
 
-
 @pytest.mark.parametrize('mode', ['train', 'eval', 'no_grad'])
 def test_each_node_counts_the_numbers_its_program_reads(mode):
     """The leaf sets and counts the step judge compares, through DAGGPT.dag: 5 + 5 reads one number twice, and
@@ -740,9 +739,10 @@ def test_each_node_counts_the_numbers_its_program_reads(mode):
         assert out['distinct'][0, t].tolist() == [1, 2, 2] and out['leaf_counts'][0, t].tolist() == [2, 3, 3]
 
 
-def test_the_popcount_table_moves_with_the_model_and_stays_out_of_checkpoints():
-    """DAGController's byte_popcount is a non-persistent buffer: the set bits of each byte, never cast by a dtype change
-    (model.double(), bf16), and not in the state dict, so checkpoints load with and without it."""
+def test_the_popcount_table_is_a_long_buffer_outside_checkpoints():
+    """DAGController's byte_popcount is a non-persistent buffer (so model.to(device) moves it): the set bits of each
+    byte, never cast by a dtype change (bf16, model.double()), and not in the state dict, so checkpoints load with and
+    without it."""
     model = tiny_dag()
     assert model.controller.byte_popcount.tolist() == [bin(i).count('1') for i in range(256)]
     assert not any('byte_popcount' in k for k in model.state_dict())
@@ -755,6 +755,7 @@ def test_leaf_sets_hold_every_position_once_across_words():
     assert popcount(sets).tolist() == [1] * 130 and torch.equal(leaf_sets(60, 130, 3, 'cpu'), sets[60:])
     union = functools.reduce(torch.bitwise_or, sets.unbind(0))
     assert popcount(union).item() == 130 and popcount(union & sets[[5, 70, 129]].sum(0)).item() == 3
+
 
 def test_the_step_judge_sees_how_many_numbers_each_step_reads():
     """With the same embeddings, context and values, a step whose program reads fewer different numbers than its
