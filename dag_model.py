@@ -20,8 +20,9 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         appends a new node (a float64 value and an embedding)
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
                         projection, a weight matrix per step), each step's weighted by how far a small MLP
-                        trusts it (from the node, the context, which steps agree and how many of the numbers
-                        each step's program reads), plus the nodes' mean embedding: dag_sem
+                        trusts it (from the node, the context, which steps agree, how many of the numbers
+                        each step's program reads and whether its value begins with the number written so
+                        far), plus the nodes' mean embedding: dag_sem
   gate                  h + sigmoid(gate(h)) * dag_sem -> lm_head -> logits
   token write           with dag_write_tokens (BPE): + a learned bias on the logit of the token that continues
                         each step's value as the tokenizer chunks it ("48324" -> " 483", "24")
@@ -198,14 +199,11 @@ def value_features(v):
                       torch.cos(angle), torch.sin(angle)], dim=-1)
 
 
-def render_symbol(v, j):
-    """The symbol at index j of the canonical decimal string of v -> long (...) indexing SYMBOLS.
-
-    v float64 (...), j long (..., broadcastable). The canonical string is the numeric corpus's answer format:
-    an optional '-', the integer digits, and a '.' with the fractional digits, no trailing zeros, no '-0'.
-    Index len(string) and beyond is 'end'. v is rounded to SIGNIFICANT_DIGITS significant digits and at most
-    MAX_FRAC_DIGITS decimals: every decimal with that many digits is recovered exactly from the float64 nearest
-    to it (0.1 + 0.2 renders "0.3"), as Python's repr does."""
+def canonical_parts(v):
+    """The parts of the canonical decimal string of float64 v (...) (render_symbol's), each long (...): neg (1 where
+    it starts with '-'), integer (the integer part), fraction (the first frac_room fractional digits, trailing zeros
+    too, as one integer), frac_room and n_int (the integer part's digits, 1 for 0). v is rounded to
+    SIGNIFICANT_DIGITS significant digits and at most MAX_FRAC_DIGITS decimals."""
     a = v.abs().clamp(max=MAX_VALUE)
     pow10 = torch.tensor(POW10, device=v.device)
     # the decimal exponent of a: floor(log10 a), by comparisons (exact where a is the double of a power of 10)
@@ -219,6 +217,19 @@ def render_symbol(v, j):
     # not lower searchsorted on a slice of pow10 (NotImplementedError: SliceView), so GPT+DAG did not compile
     n_int = 1 + torch.searchsorted(torch.tensor(POW10[1:16], device=v.device), integer, right=True)
     neg = ((v < 0) & (n > 0)).long()
+    return neg, integer, fraction, frac_room, n_int
+
+
+def render_symbol(v, j):
+    """The symbol at index j of the canonical decimal string of v -> long (...) indexing SYMBOLS.
+
+    v float64 (...), j long (..., broadcastable). The canonical string is the numeric corpus's answer format:
+    an optional '-', the integer digits, and a '.' with the fractional digits, no trailing zeros, no '-0'.
+    Index len(string) and beyond is 'end'. v is rounded to SIGNIFICANT_DIGITS significant digits and at most
+    MAX_FRAC_DIGITS decimals: every decimal with that many digits is recovered exactly from the float64 nearest
+    to it (0.1 + 0.2 renders "0.3"), as Python's repr does."""
+    neg, integer, fraction, frac_room, n_int = canonical_parts(v)
+    pow10 = torch.tensor(POW10, device=v.device)
     p = j - neg  # index after the sign
     int_digit = (integer // pow10[(n_int - 1 - p).clamp(0, 18)]) % 10
     q = p - n_int - 1  # index into the fractional digits
@@ -231,6 +242,21 @@ def render_symbol(v, j):
     out = torch.where((p == n_int) & (fraction > 0), SYMBOLS.index('.'), out)
     out = torch.where((p >= 0) & (p < n_int), int_digit, out)
     return torch.where((neg == 1) & (j == 0), SYMBOLS.index('-'), out)
+
+
+def canonical_prefix(v, n):
+    """The number its first n characters spell, of the canonical decimal string of float64 v (...) (render_symbol's),
+    n long (..., broadcastable) -> float64 (...), as read_numbers reads a number written so far: "-35" of "-357" is
+    -35, "3." of "3.25" is 3, "3.2" is 3.2 (the same division, so the same bits). Where n runs past the integer
+    digits of a value with no fraction the whole value is returned (the string ends there; as past the last
+    fractional digit, where "3.50" of 3.5 reads 3.5): a caller that compares it with a longer number written is
+    told they agree only in those rare cases."""
+    neg, integer, fraction, frac_room, n_int = canonical_parts(v)
+    pow10 = torch.tensor(POW10, device=v.device)
+    p = n - neg  # characters after the sign
+    q = torch.minimum((p - n_int - 1).clamp(min=0), frac_room)  # fractional digits among them
+    mantissa = integer // pow10[(n_int - p).clamp(0, 18)] * pow10[q] + fraction // pow10[frac_room - q]
+    return (1 - 2 * neg) * mantissa.double() / pow10[q].double()
 
 
 def gumbel_noise(shape, device):
@@ -935,18 +961,21 @@ def run_block(block, x, kv=None):
 
 class DAGReadout(nn.Module):
     """The scratch nodes' readout features (B, T, dag_depth, F), embeddings (B, T, dag_depth, n_embd) and values (B, T,
-    dag_depth) float64, the context (B, T, n_embd), and each node's distinct and leaf_counts (below) -> (dag_sem (B, T,
-    n_embd), the step weights (B, T, dag_depth) float32, or None at dag_depth 1): the scalar-to-embedding projection of
-    every step's features, each step with its own weights (one Linear over the concatenation: a step's symbol must not
-    be averaged away) and its features scaled by dag_depth x its step weight, plus the mean of the node embeddings
-    (which say which op made each node, so every step's embedding reaches the loss, also at dag_depth 1); per position.
+    dag_depth) float64, the context (B, T, n_embd), and each node's distinct, leaf_counts and follows (below) ->
+    (dag_sem (B, T, n_embd), the step weights (B, T, dag_depth) float32, or None at dag_depth 1): the
+    scalar-to-embedding projection of every step's features, each step with its own weights (one Linear over the
+    concatenation: a step's symbol must not be averaged away) and its features scaled by dag_depth x its step weight,
+    plus the mean of the node embeddings (which say which op made each node, so every step's embedding reaches the
+    loss, also at dag_depth 1); per position.
 
     The step weights are a softmax over the steps of a score that a small MLP gives each node from its embedding (its
     value's features, its op, its step), which steps hold the same value (a node is scored alone, and a vote is a
     comparison), how many fewer different tokens its program reads than its position's widest step's (distinct (B, T,
     dag_depth) long, up to MAX_COVER_GAP) and whether it reads one twice (leaf_counts (B, T, dag_depth) long, more than
-    distinct: `DAGController.program_leaves`), and the context: a learned judge of the DAG's own steps (after the
-    verifiers that score candidate solutions, Cobbe et al. 2021). Its input is detached, so its loss (step_weight_loss:
+    distinct: `DAGController.program_leaves`), whether its value's canonical string begins with the number written so
+    far at its position (follows (B, T, dag_depth) bool, from canonical_prefix; every node outside a number), and the
+    context: a learned judge of the DAG's own steps (after the verifiers that score candidate solutions, Cobbe et al.
+    2021). Its input is detached, so its loss (step_weight_loss:
     weigh the steps that hold the value being written) trains the judge and not the steps it judges; the steps'
     language-model gradient through the features is scaled by their weights. With equal weights the readout counted
     votes: a chain's answer that only the last step holds (the earlier ones a child: `...x` in eval_numeric's chains
@@ -958,7 +987,11 @@ class DAGReadout(nn.Module):
     (NOTES.md, thirty-seventh session). The leaf inputs (thirty-ninth session) let it tell `...x` from `.xx.`: over
     seeds 1337-1344 `...x` answers written right 65 of 270 -> 185 of 286, test chains 61.1 -> 65.1%, the chains suite
     171.1 -> 182.9 of 300, while extrapolation went 94.79 -> 94.62% (its chains 52.5 -> 51.0%) and held-out phrasings
-    69.3 -> 68.2%, within their spread; the training step costs the same, cached decoding ~8% more. (Until issue 9 a
+    69.3 -> 68.2%, within their spread; the training step costs the same, cached decoding ~8% more. The follows input
+    (forty-first session): inside an answer the top step changed (103-129 times a seed in the chains suite, 1337-1340),
+    sometimes to one that contradicted the digits already written; over seeds 1337-1344 extrapolation went 94.82 ->
+    95.44%, its chains 55.9 -> 60.8%, held-out phrasings 68.6 -> 70.7%, the chains suite 188.2 -> 191.9 of 300, test
+    chains 65.7 -> 65.8% (NOTES.md). (Until issue 9 a
     shared projection, one self-attention across the nodes of a position and a mean-pool did this, then a small Block
     over T: the attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for no
     accuracy in the main job; NOTES.md.)"""
@@ -968,10 +1001,10 @@ class DAGReadout(nn.Module):
         C, D = config.n_embd, config.dag_depth
         self.proj = nn.Linear(D * (N_VALUE_FEATURES + len(SYMBOLS)), C)
         # at dag_depth 1 the softmax is constant: no weights (every parameter must get a gradient, for DDP)
-        self.step_score = nn.Sequential(nn.Linear(2 * C + D + MAX_COVER_GAP + 2, C), nn.GELU(), nn.Linear(C, 1)) \
+        self.step_score = nn.Sequential(nn.Linear(2 * C + D + MAX_COVER_GAP + 3, C), nn.GELU(), nn.Linear(C, 1)) \
             if D > 1 else None
 
-    def forward(self, feats, node_emb, ctx, values, distinct, leaf_counts):
+    def forward(self, feats, node_emb, ctx, values, distinct, leaf_counts, follows):
         weights = None
         if self.step_score is not None:
             # detached: the judge learns from the DAG's nodes and the context, and cannot change them; each node
@@ -979,7 +1012,8 @@ class DAGReadout(nn.Module):
             # scored alone, and a vote or a widest program is a comparison)
             agree = (values[..., :, None] == values[..., None, :]).to(node_emb.dtype)  # (B, T, dag_depth, dag_depth)
             gap = (distinct.amax(-1, keepdim=True) - distinct).clamp(max=MAX_COVER_GAP)  # (B, T, dag_depth)
-            cover = torch.cat([F.one_hot(gap, MAX_COVER_GAP + 1), (leaf_counts > distinct)[..., None]], -1)
+            cover = torch.cat([F.one_hot(gap, MAX_COVER_GAP + 1), (leaf_counts > distinct)[..., None],
+                               follows[..., None]], -1)
             nodes = torch.cat([node_emb, ctx[:, :, None].expand_as(node_emb), agree, cover.to(node_emb.dtype)], -1)
             nodes = nodes.detach()
             weights = F.softmax(self.step_score(nodes).float().squeeze(-1), dim=-1)  # (B, T, dag_depth)
@@ -1151,8 +1185,13 @@ class DAGGPT(GPT):
             if positions is not None:  # the readout and its loss read the positions the DAG ran at
                 ctx = gather_positions(ctx, positions)
                 labels = gather_positions(labels, positions) if labels is not None else None
+            # which steps' values begin with the number written so far (all, outside a number)
+            written_value, at = token_values, written
+            if positions is not None:
+                written_value, at = gather_positions(token_values, positions), gather_positions(written, positions)
+            follows = canonical_prefix(out['values'], at[..., None]) == written_value[..., None]
             dag_sem, step_weights = self.readout(out['feats'], out['emb'], ctx, out['values'], out['distinct'],
-                                                 out['leaf_counts'])
+                                                 out['leaf_counts'], follows)
             if positions is not None:  # elsewhere no dag_sem: the DAG did not run there
                 dag_sem = scatter_positions(dag_sem, positions, h.size(1), 0.0)
         out.update(token_values=token_values, length=length, written=written, step_weights=step_weights)
