@@ -17,7 +17,9 @@ Read top to bottom in the order data flows (SPEC.md names the parts):
                         right after a number, where "(3 + 4)" is computed at ")"), picks two operands (a query
                         per step) and one of the nine ops (a head per step, plus the op as read where the right
                         operand starts: ' * 5'), and
-                        appends a new node (a float64 value and an embedding)
+                        appends a new node (a float64 value and an embedding). Inside a number the DAG
+                        runs as the position before it (number_views): the number being written is its
+                        output, so every digit of an answer comes from the values computed before the first
   readout               every scratch value -> bounded features -> embedding (the scalar-to-embedding
                         projection, a weight matrix per step), each step's weighted by how far a small MLP
                         trusts it (from the node, the context, which steps agree, how many of the numbers
@@ -539,10 +541,21 @@ def after_number(length):
     return F.pad(number_ends(length)[:, :-1], (1, 0))
 
 
+def number_views(length, positions):
+    """Number lengths (B, Tk) long (in tokens) and query positions (B, Tq) long -> the position each query's DAG
+    runs as (B, Tq) long: inside a number, the position right before its first token, where a non-number token is
+    (the view its first character was decided at: the number being written is the DAG's output there, not an
+    operand); elsewhere, and where the token before is in a number or before the window, the query's own."""
+    start = positions - length.gather(1, positions)  # the token before the number (the query itself outside one)
+    before = length.gather(1, start.clamp(min=0))
+    return torch.where((start >= 0) & (before == 0), start, positions)
+
+
 def scratch_index(T, j, position=None):
     """The node index (as in DAGController's choices and programs) of step j's scratch node at a position: an int,
-    or None for every query position's own (a (T,) long tensor, to force "step j of this position"). T: the
-    number of token nodes."""
+    or positions (T,) long, or None for every position's own (a (T,) long tensor, to force "step j of this
+    position"; a position inside a number reads those of the position it runs as: number_views). T: the number of
+    token nodes."""
     return T * (1 + j) + (torch.arange(T) if position is None else position)
 
 
@@ -551,7 +564,13 @@ class DAGController(nn.Module):
     (B, Tq, n_embd), token values (B, Tq) float64, number lengths in tokens (B, Tq) long and in characters
     (written, (B, Tq) long: the Abacus index), the extractor's class choices (B, Tq, |CLASSES|), the context
     (B, Tq, n_embd) that the operand queries and op heads read. Tq is the whole sequence in training; in cached
-    generation (cache, a DAGCache) only the new positions, and the nodes of earlier ones come from the cache.
+    generation (cache, a DAGCache) only the new positions, and the nodes of earlier ones come from the cache. A
+    position inside a number runs as the position before it (number_views: its context, and the nodes visible
+    there), so its values are that position's (in training with exploration noise of its own); only its symbols
+    are its own, rendered at its own Abacus index. Without that the steps re-read the answer being written as an
+    operand, and a chain's answer right at its first digit was lost at a later one (over seeds 1337-1344 test
+    chains 65.8 -> 69.4%, held-out phrasings 70.7 -> 71.7%, the chains suite 191.9 -> 199.2 of 300; the step and
+    cached decoding cost the same: NOTES.md, forty-first session).
     With positions (B, M) long (a training step's share: DAGGPT.train_positions; no cache, no program) the steps
     run at those positions only, the outputs below are theirs (M in place of Tq), and a step reads the token nodes
     of every position but the scratch nodes of those M only, numbered T + j M + m (step j's node at positions[:, m]).
@@ -616,17 +635,19 @@ class DAGController(nn.Module):
         start = 0 if cache is None or cache.nodes is None else cache.nodes[0].size(1)  # the tokens seen before
         leaves = leaf_sets(start, start + values.size(1), self.leaf_words, values.device).expand(values.size(0), -1, -1)
         if cache is not None:  # the nodes of every position so far: (B, Tk, ...)
-            token_keys, values, length, anchor_logits, leaves = cache.extend_nodes(token_keys, values.detach(), length,
-                                                                                   anchor_logits, leaves)
+            token_keys, values, length, anchor_logits, leaves, ctx = cache.extend_nodes(
+                token_keys, values.detach(), length, anchor_logits, leaves, ctx)
         Tk = token_keys.size(1)
         scratch_everywhere = positions is None  # a scratch node at every position, else at the queries' only
         if scratch_everywhere:  # the queries are the last Tq positions (all of them, or a cache's new ones)
-            positions = torch.arange(Tk - ctx.size(1), Tk, device=ctx.device).expand(ctx.size(0), -1)
-        else:  # a training step's share of the positions: their context, Abacus index and labels
-            ctx, written = gather_positions(ctx, positions), gather_positions(written, positions)
+            positions = torch.arange(Tk - written.size(1), Tk, device=ctx.device).expand(ctx.size(0), -1)
+        else:  # a training step's share of the positions: their Abacus index and labels
+            written = gather_positions(written, positions)
             labels = gather_positions(labels, positions) if labels is not None else None
+        views = number_views(length, positions)  # where each query's DAG looks from
+        ctx = gather_positions(ctx, views)
         B, Tq, C = ctx.shape
-        masks = self.operand_mask(length, positions, scratch_everywhere)
+        masks = self.operand_mask(length, views, None if scratch_everywhere else positions)
         own_keys = token_keys[:, -Tq:] if scratch_everywhere else gather_positions(token_keys, positions)
         # every step's two operand queries (B, Tq, 2, dk), each from its own slice of the weight: every gradient
         # stays contiguous (sliced after one Linear, the rank logits' backward matmul took a strided gradient, 4.3 ms
@@ -682,12 +703,12 @@ class DAGController(nn.Module):
             out['programs'] = [s['programs'] for s in steps]
         return out
 
-    def operand_mask(self, length, positions, scratch_everywhere=True):
-        """Number lengths of every token so far (B, Tk) and the queries' positions (B, Tq) long -> for each query and
-        every node (the Tk token nodes, then the scratch nodes of each step but the last, numbered as the choices
-        are: S of them a step, one at every position (S = Tk), or without scratch_everywhere one at each query's
-        position (S = Tq)): the operand logit bias (B, Tq, Tk + (dag_depth - 1) S) float32 and the recency rank (the
-        same shape) long.
+    def operand_mask(self, length, positions, scratch_positions=None):
+        """Number lengths of every token so far (B, Tk) and the positions the queries run as (B, Tq) long
+        (number_views) -> for each query and every node (the Tk token nodes, then the scratch nodes of each step but
+        the last, numbered as the choices are: S of them a step, one at every position (S = Tk), or with
+        scratch_positions (B, S) long one at each of those positions (a training step's share)): the operand logit
+        bias (B, Tq, Tk + (dag_depth - 1) S) float32 and the recency rank (the same shape) long.
         A token node: bias 0 for a number's last token, NOT_A_NUMBER for other past tokens, FUTURE for future
         ones; rank among numbers, capped at MAX_RANK - 1: 0 for the number at the query position itself, 2 for
         the last one that ended before it, 3 for the one before that, ... (1 is never used: the count of numbers
@@ -709,8 +730,8 @@ class DAGController(nn.Module):
         after_end = after_number(length)[:, None, :] | is_self  # (B, Tq, Tk)
         scratch_bias = torch.where(node <= pos, torch.where(after_end, 0.0, NOT_A_NUMBER), FUTURE)
         scratch_rank = rank + MAX_RANK
-        if not scratch_everywhere:  # the columns of the queries' positions
-            columns = positions[:, None, :].expand_as(scratch_bias[..., :positions.size(1)])
+        if scratch_positions is not None:  # the columns of the positions that have scratch nodes
+            columns = scratch_positions[:, None, :].expand(-1, positions.size(1), -1)
             scratch_bias, scratch_rank = scratch_bias.gather(2, columns), scratch_rank.gather(2, columns)
         return (torch.cat([bias] + [scratch_bias] * (self.depth - 1), -1),
                 torch.cat([rank] + [scratch_rank] * (self.depth - 1), -1))
@@ -917,8 +938,9 @@ class DAGCache:
     KVCache, the context Block's, and per token the extractor's class choices (B, T, |CLASSES|)
     float32 with the token's digits (value and count, (B, T) each: the number-reading window) and the controller's
     token nodes: keys (B, T, dag_key_dim), values (B, T) float64, number lengths (B, T) long, op anchor logits
-    (B, T, 9) and leaf sets (B, T, words) int64. Position t depends only on tokens <= t, so a new token needs
-    these and nothing is re-run. DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
+    (B, T, 9), leaf sets (B, T, words) int64 and the context (B, T, n_embd) (a position inside a number runs as an
+    earlier one: number_views). Position t depends only on tokens <= t, so a new token needs these and nothing is
+    re-run. DAGGPT.new_kv_cache makes one; GPT.generate drives it."""
 
     def __init__(self, model, batch_size, max_len):
         self.trunk = GPT.new_kv_cache(model, batch_size, max_len)
@@ -933,8 +955,8 @@ class DAGCache:
         return self.window
 
     def extend_nodes(self, *nodes):
-        """Append the new positions' token nodes (keys, values, lengths, op anchor logits, leaf sets); return every
-        position's."""
+        """Append the new positions' token nodes (keys, values, lengths, op anchor logits, leaf sets) and context;
+        return every position's."""
         self.nodes = append_positions(self.nodes, nodes)
         return self.nodes
 
@@ -1218,16 +1240,19 @@ class DAGGPT(GPT):
     def train_positions(self, length, labels):
         """The positions (B, M) long, ascending, that the DAG runs at in a training step when dag_train_positions
         < 1, M = dag_train_positions x T: first those where a step has a label (labels (B, T, dag_depth) float64,
-        NaN where none, or None: what the auxiliary loss teaches), then those right after a number ends (later
-        positions read their scratch nodes: operand_mask), then the others; at random within a kind, where a row has
-        more of it than M leaves room for. A position left out gets no dag_sem in that step, as if its gate were
-        shut; evaluation and generation run every position. (Most of a training step's DAG cost is per query
+        NaN where none, or None: what the auxiliary loss teaches) and the positions their DAG runs as (inside an
+        answer, the position before it: number_views), then those right after a number ends (later positions read
+        their scratch nodes: operand_mask), then the others; at random within a kind, where a row has more of it
+        than M leaves room for. A position left out gets no dag_sem in that step, as if its gate were shut;
+        evaluation and generation run every position. (Most of a training step's DAG cost is per query
         position. The first two kinds pass M = 19 of 64 in 16% of the numeric corpus's windows, where one random
         draw over both lost ~4% of the labelled positions; labels alone pass it in 0.2%: NOTES.md.)"""
         B, T = length.shape
         score = torch.rand(B, T, device=length.device) + 2 * after_number(length)  # a random order within a kind
-        if labels is not None:
-            score = score + 4 * ~labels.isnan().all(-1)
+        if labels is not None:  # a labelled position, and the one its DAG runs as (number_views)
+            labelled = ~labels.isnan().all(-1)
+            views = number_views(length, torch.arange(T, device=length.device).expand(B, T))
+            score = score + 4 * (labelled | (torch.zeros_like(length).scatter_add(1, views, labelled.long()) > 0))
         M = max(1, round(self.config.dag_train_positions * T))
         return score.topk(M, dim=1).indices.sort(dim=1).values
 

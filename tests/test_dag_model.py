@@ -9,8 +9,8 @@ from torch.nn import functional as F
 from conftest import flush_denormal
 from dag_model import (CLASSES, FOURIER_PERIODS, MAX_VALUE, NOT_A_NUMBER, OPS, OPS_LABEL_WEIGHT, SYMBOLS, DAGGPT,
                        DAGController, DAGGPTConfig, after_number, canonical_prefix, dag_ops, leaf_sets, linear_scan,
-                       multi_step_rows, popcount, program_loss, read_numbers, render_symbol, scratch_index,
-                       step_labels, step_weight_loss, value_features)
+                       multi_step_rows, number_views, popcount, program_loss, read_numbers, render_symbol,
+                       scratch_index, step_labels, step_weight_loss, value_features)
 
 D = torch.float64
 
@@ -590,7 +590,8 @@ def test_a_share_of_the_positions_computes_what_all_of_them_do(monkeypatch):
     _, full, _ = model.dag(idx, model.hidden_states(idx))
     positions, share, _ = run_on_a_share(model, idx, 0.5, monkeypatch)
     first = CHOICES_TEXT.index(' ')  # after the first number: some operand is visible
-    kept = positions[0] >= first
+    views = number_views(full['length'], positions)  # a position inside a number reads its view's scratch nodes
+    kept = (positions[0] >= first) & torch.isin(views[0], positions[0])
     assert torch.equal(share['values'][0, kept], full['values'][0, positions[0, kept]])
     assert torch.equal(share['symbols'][0, kept], full['symbols'][0, positions[0, kept]])
     assert torch.equal(share['feats'][0, kept], full['feats'][0, positions[0, kept]])
@@ -676,6 +677,43 @@ def test_exact_under_ddp(tmp_path):
     mp.spawn(_ddp_rank, args=(2, str(tmp_path / 'init')), nprocs=2, join=True)
 
 
+def views_of(model, text):
+    """The position each position's DAG runs as (number_views) as model.dag reads text -> (T,) long."""
+    idx = encode(text)
+    with torch.no_grad():
+        length = model.dag(idx, model.hidden_states(idx))[1]['length']
+    return number_views(length, torch.arange(idx.size(1))[None])[0]
+
+
+def test_inside_a_number_the_dag_runs_as_the_position_before_it():
+    """number_views: a position inside a number runs as the one before its first token (the answer being written is
+    the DAG's output there, not an operand); outside numbers, and where that token is itself in a number or before
+    the window, as itself."""
+    length = torch.tensor([[1, 2, 0, 0, 1, 2, 3, 0, 1, 0, 1, 2]])  # "12 -3.5 7 -4" as the extractor counts tokens
+    views = number_views(length, torch.arange(12)[None])[0].tolist()
+    assert views == [0, 1, 2, 3, 3, 3, 3, 7, 7, 9, 9, 9]
+    assert number_views(torch.tensor([[0, 1, 1, 2]]), torch.tensor([[3, 1, 2]])).tolist() == [[3, 0, 2]]
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval', 'no_grad'])
+def test_an_answer_is_written_from_the_values_computed_before_it(mode):
+    """Through DAGGPT.dag on the learned (random) choices: at every token of a number the DAG's values are those of
+    the position before the number, bit for bit (in training each position draws its own
+    exploration noise: there the controller runs in eval mode), and its symbols are each value's at its own index."""
+    model = wired_dag(depth=4, seed=3).train(mode == 'train')
+    model.controller.eval()
+    text = '6 + 9 = 15 and 12,345 * 86 = 1061670\n'
+    idx = encode(text)
+    with torch.set_grad_enabled(mode != 'no_grad'):
+        _, out, _ = model.dag(idx, model.hidden_states(idx))
+    views = views_of(model, text)
+    inside = [t for t in range(len(text)) if views[t] != t]
+    assert len(inside) == 18 and text[views[inside[-1]]] == ' ' and text[inside[-1]] == '0'
+    for t in inside:
+        assert torch.equal(out['values'][0, t], out['values'][0, views[t]])
+        assert out['symbols'][0, t].tolist() == render_symbol(out['values'][0, t], out['written'][0, t]).tolist()
+
+
 def spelled(out, t, step=-1):
     """The answer the DAG's symbols spell from position t on (one symbol per position, up to 'end')."""
     symbols = [SYMBOLS[s] for s in out['symbols'][0, t:, step].tolist()]
@@ -701,7 +739,8 @@ def test_forced_programs_render_the_exact_answer(mode, prompt, program, answer):
     model = wired_dag(depth=len(program)).train(mode in ('train', 'flush'))
     text = prompt + answer + '\n'
     T = len(text)
-    at = lambda s: prompt.index(s) + len(s) - 1 if isinstance(s, str) else scratch_index(T, s)  # noqa: E731
+    views = views_of(model, text)  # a step's own scratch node: that of the position its DAG runs as
+    at = lambda s: prompt.index(s) + len(s) - 1 if isinstance(s, str) else scratch_index(T, s, views)  # noqa: E731
     forced = [(at(a), at(b), op) for a, b, op in program]
     bf16 = torch.autocast('cpu', dtype=torch.bfloat16, enabled=mode == 'bf16')
     judged = []  # what the step judge is told: which steps' values begin with the number written so far
@@ -768,11 +807,12 @@ def test_each_node_counts_the_numbers_its_program_reads(mode):
     model = wired_dag(depth=3).train(mode == 'train')
     text = '5 and 7 = 17\n'
     T = len(text)
-    five, seven = text.index('5'), text.index('7')
-    forced = [(five, five, 'add'), (scratch_index(T, 0), seven, 'add'), (scratch_index(T, 1), five, 'identity')]
+    five, seven, views = text.index('5'), text.index('7'), views_of(model, text)
+    forced = [(five, five, 'add'), (scratch_index(T, 0, views), seven, 'add'),
+              (scratch_index(T, 1, views), five, 'identity')]
     with torch.set_grad_enabled(mode != 'no_grad'):
         _, out, _ = model.dag(encode(text), model.hidden_states(encode(text)), program=forced)
-    for t in range(seven, T):
+    for t in range(seven + 1, T):  # (at the 7 itself the DAG runs as the position before it: number_views)
         assert out['values'][0, t].tolist() == [10.0, 17.0, 17.0]
         assert out['distinct'][0, t].tolist() == [1, 2, 2] and out['leaf_counts'][0, t].tolist() == [2, 3, 3]
 
