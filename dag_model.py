@@ -997,26 +997,25 @@ class DAGReadout(nn.Module):
     distinct: `DAGController.program_leaves`), whether its value's canonical string begins with the number written so
     far at its position (follows (B, T, dag_depth) bool, from canonical_prefix; every node outside a number), and the
     context: a learned judge of the DAG's own steps (after the verifiers that score candidate solutions, Cobbe et al.
-    2021). Its input is detached, so its loss (step_weight_loss:
-    weigh the steps that hold the value being written) trains the judge and not the steps it judges; the steps'
-    language-model gradient through the features is scaled by their weights. With equal weights the readout counted
-    votes: a chain's answer that only the last step holds (the earlier ones a child: `...x` in eval_numeric's chains
-    suite) was written right in 1 of 36 problems on seed 1337, while answers that the middle steps hold and the last
-    does not (`.xx.`) are nearly as common in the test chains, so no fixed weighting serves (NOTES.md, thirty-sixth
-    session). Over seeds 1337-1342 the main job gained test chains 59.3 -> 60.6%, extrapolation 94.55 -> 94.87%, its
-    chains 51.7 -> 53.2%, held-out phrasings 67.9 -> 70.7% and the chains suite 150.7 -> 170.2 of 300 (without the
-    agreement input: 60.3, 94.53, 50.2, 68.9 and 164.3); the training step and cached decoding cost the same to 2%
-    (NOTES.md, thirty-seventh session). The leaf inputs (thirty-ninth session) let it tell `...x` from `.xx.`: over
-    seeds 1337-1344 `...x` answers written right 65 of 270 -> 185 of 286, test chains 61.1 -> 65.1%, the chains suite
-    171.1 -> 182.9 of 300, while extrapolation went 94.79 -> 94.62% (its chains 52.5 -> 51.0%) and held-out phrasings
-    69.3 -> 68.2%, within their spread; the training step costs the same, cached decoding ~8% more. The follows input
-    (forty-first session): inside an answer the top step changed (103-129 times a seed in the chains suite, 1337-1340),
-    sometimes to one that contradicted the digits already written; over seeds 1337-1344 extrapolation went 94.82 ->
-    95.44%, its chains 55.9 -> 60.8%, held-out phrasings 68.6 -> 70.7%, the chains suite 188.2 -> 191.9 of 300, test
-    chains 65.7 -> 65.8% (NOTES.md). (Until issue 9 a
-    shared projection, one self-attention across the nodes of a position and a mean-pool did this, then a small Block
-    over T: the attention's Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for no
-    accuracy in the main job; NOTES.md.)"""
+    2021). Its input is detached, so its loss (step_weight_loss: weigh the steps that hold the value being written)
+    trains the judge and not the steps it judges; the steps' language-model gradient through the features is scaled by
+    their weights. With equal weights the readout counted votes: a chain's answer that only the last step holds (the
+    earlier ones a child: `...x` in eval_numeric's chains suite) was written right in 1 of 36 problems on seed 1337,
+    while answers that the middle steps hold and the last does not (`.xx.`) are nearly as common in the test chains, so
+    no fixed weighting serves (NOTES.md, thirty-sixth session). Over seeds 1337-1342 the main job gained test chains
+    59.3 -> 60.6%, extrapolation 94.55 -> 94.87%, its chains 51.7 -> 53.2%, held-out phrasings 67.9 -> 70.7% and the
+    chains suite 150.7 -> 170.2 of 300 (without the agreement input: 60.3, 94.53, 50.2, 68.9 and 164.3); the training
+    step and cached decoding cost the same to 2% (NOTES.md, thirty-seventh session). The leaf inputs (thirty-ninth
+    session) let it tell `...x` from `.xx.`: over seeds 1337-1344 `...x` answers written right 65 of 270 -> 185 of 286,
+    test chains 61.1 -> 65.1%, the chains suite 171.1 -> 182.9 of 300, while extrapolation went 94.79 -> 94.62% (its
+    chains 52.5 -> 51.0%) and held-out phrasings 69.3 -> 68.2%, within their spread; the training step costs the same,
+    cached decoding ~8% more. The follows input (forty-first session): inside an answer the top step changed (103-129
+    times a seed in the chains suite, 1337-1340), sometimes to one that contradicted the digits already written; over
+    seeds 1337-1344 extrapolation went 94.82 -> 95.44%, its chains 55.9 -> 60.8%, held-out phrasings 68.6 -> 70.7%, the
+    chains suite 188.2 -> 191.9 of 300, test chains 65.7 -> 65.8% (NOTES.md). (Until issue 9 a shared projection, one
+    self-attention across the nodes of a position and a mean-pool did this, then a small Block over T: the attention's
+    Linear ran on dag_depth x the tokens, and the Block cost 0.25x the GPT's step for no accuracy in the main job;
+    NOTES.md.)"""
 
     def __init__(self, config):
         super().__init__()
