@@ -1203,14 +1203,13 @@ class DAGGPT(GPT):
             positions = self.train_positions(length, labels) if subset else None
             out = self.controller(e, token_values, length, written, classes, ctx, program, cache=cache,
                                   with_stats=with_stats, labels=labels, positions=positions)
-            if positions is not None:  # the readout and its loss read the positions the DAG ran at
-                ctx = gather_positions(ctx, positions)
+            value_at, written_at, length_at = token_values, written, length  # where the DAG ran
+            if positions is not None:  # the readout, its loss and the token write read the positions the DAG ran at
+                ctx, value_at, written_at, length_at = (gather_positions(x, positions)
+                                                        for x in (ctx, token_values, written, length))
                 labels = gather_positions(labels, positions) if labels is not None else None
             # which steps' values begin with the number written so far (all, outside a number)
-            written_value, at = token_values, written
-            if positions is not None:
-                written_value, at = gather_positions(token_values, positions), gather_positions(written, positions)
-            follows = canonical_prefix(out['values'], at[..., None]) == written_value[..., None]
+            follows = canonical_prefix(out['values'], written_at[..., None]) == value_at[..., None]
             dag_sem, step_weights = self.readout(out['feats'], out['emb'], ctx, out['values'], out['distinct'],
                                                  out['leaf_counts'], follows)
             if positions is not None:  # elsewhere no dag_sem: the DAG did not run there
@@ -1218,8 +1217,7 @@ class DAGGPT(GPT):
         out.update(token_values=token_values, length=length, written=written, step_weights=step_weights)
         if self.config.dag_write_tokens:
             with torch.no_grad():
-                at = written if positions is None else gather_positions(written, positions)
-                ids = next_tokens(out['values'], at, {n: getattr(self, n) for n in TABLES})
+                ids = next_tokens(out['values'], written_at, {n: getattr(self, n) for n in TABLES})
                 out['next_tokens'] = ids if positions is None else scatter_positions(ids, positions, h.size(1), -1)
         losses = []
         if roles is not None:  # what each token is, and for a token of digits also its last digit
@@ -1228,9 +1226,7 @@ class DAGGPT(GPT):
         if steps is not None:
             losses.append(program_loss(out.pop('programs')))
             if step_weights is not None:
-                written_value = torch.where(length > 0, token_values, float('nan'))
-                if positions is not None:
-                    written_value = gather_positions(written_value, positions)
+                written_value = torch.where(length_at > 0, value_at, float('nan'))
                 losses.append(step_weight_loss(step_weights, out['values'], labels, written_value))
         if ops is not None:  # the op named next to each right operand, where the steps read it (DAGController.step)
             losses.append(OPS_LABEL_WEIGHT * labelled_cross_entropy(out['anchor_logits'], ops))
