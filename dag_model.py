@@ -576,10 +576,10 @@ class DAGController(nn.Module):
     of every position but the scratch nodes of those M only, numbered T + j M + m (step j's node at positions[:, m]).
     Optionally a program that forces the choices: one (a, b, op) per step, a and b indexing the nodes (token
     positions 0..T-1, then step j's scratch node at position s at T (1 + j) + s: scratch_index; an int, or a (T,)
-    tensor of one node per position), op a name in OPS; forced choices must be visible from the position that
-    reads them (a test and debugging aid); and labels (B, Tq, dag_depth) float64 (training, no cache: what each
-    step should compute at each position, NaN where unknown, as step_labels gives), to also return the candidate
-    programs the auxiliary loss scores (`programs`).
+    tensor of one node per position), op a name in OPS or None (the model's own); forced choices must be visible
+    from the position that reads them (a test and debugging aid); and labels (B, Tq, dag_depth) float64 (training,
+    no cache: what each step should compute at each position, NaN where unknown, as step_labels gives), to also
+    return the candidate programs the auxiliary loss scores (`programs`).
 
     Returns a dict: 'values' the scratch values (B, Tq, dag_depth) float64, exactly the chosen op on the chosen
     operands' values; 'feats' their readout features (B, Tq, dag_depth, N_VALUE_FEATURES + |SYMBOLS|); 'emb' the
@@ -601,7 +601,9 @@ class DAGController(nn.Module):
     the op read at the right operand's anchor: an operator is written next to its right operand, " * 5",
     "max(3, 5", "Subtract 5 from", so a token's context names the op that takes it; a scratch node is anchored
     where its own left operand is, so "* (398 * 2)" reads the outer '*' at "398"; a scratch node's key is its
-    value, op and step plus the key of its position's token, which says where it was computed), the candidate
+    value, op and step plus the key of its position's token, which says where it was computed; plus a learned
+    row for how the two chosen operands relate, the same node or not and b a token or a step's node, since
+    identity, max(x, x) and min(x, x) pass a value on), the candidate
     results (`candidate_results`), their straight-through value features (`features`), the new node (`new_node`) and the
     tokens its program reads (`program_leaves`). After the last step, every step's symbol at once (`symbol_features`: no
     step reads them)."""
@@ -626,6 +628,8 @@ class DAGController(nn.Module):
         self.op_emb = nn.Embedding(len(OPS), C)
         self.value_embed = nn.Linear(N_VALUE_FEATURES, C)  # scalar-to-embedding of a node's value
         self.class_embed = nn.Linear(len(CLASSES), C, bias=False)  # what the extractor says a token is
+        # the op as the chosen operands suggest it (see `step`): a the same node as b or not, b a token or a step's
+        self.op_relation = nn.Embedding(4, len(OPS))
 
     def forward(self, node_emb, values, length, written, classes, ctx, program=None,
                 cache=None, with_stats=False, labels=None, positions=None):
@@ -759,8 +763,12 @@ class DAGController(nn.Module):
         (i_a, i_b), (v_a, v_b), (p_a, p_b) = i, v, p if with_probs else (None, None)  # (B, Tq, K) each
         anchors = torch.cat(nodes['anchors'], -1)  # (B, N)
         anchor = anchors.gather(-1, i_b[..., 0])[..., None]  # (B, Tq, 1): where b's op is read
-        op_logits = op_logits[k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS)))
-        if forced:
+        # how the chosen operands relate (forward's docstring): without it the op heads of answer positions learned
+        # a bias toward the ops that pass a value on (identity problems, chains' roots computed earlier), and "3 - 5
+        # = " took max(3, 5): of the 100 one-digit a - b, 74 of 800 wrong over seeds 1337-1344, 1 with it (NOTES.md)
+        relation = 2 * (i_a[..., 0] == i_b[..., 0]) + (i_b[..., 0] >= anchor_logits.size(1))  # (B, Tq) long, 0..3
+        op_logits = op_logits[k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS))) + self.op_relation(relation)
+        if forced and forced[2] is not None:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
         p_op = F.softmax(op_logits, dim=-1) if with_probs else None  # (B, Tq, 9)
         op_hard = self.explore(op_logits).argmax(-1)  # (B, Tq)
