@@ -218,9 +218,9 @@ def chain_nodes(model, encode, problems, device='cpu'):
     """Where GPT+DAG's programs break, teacher-forced in eval mode: for every op node of every problem (dicts of
     chain_problems), whether the DAG step the auxiliary loss teaches its value computes it at its close char (step
     k of dag_depth D is taught the label row's column MAX_STEPS - D + k: prepare.label_columns, the node of height
-    h in a tree of height H at step D - H + h - 1; in a tree higher than D the lowest nodes have no step and count
-    as wrong). The text is fed after a '\n', as in training; a problem longer than block_size is skipped. model: a
-    DAGGPT on device; encode: a character codec (char i of the text is token i + 1).
+    h in a tree of height H at step D - max(H, ALIGN_HEIGHT) + h - 1; in a tree higher than D the lowest nodes have
+    no step and count as wrong). The text is fed after a '\n', as in training; a problem longer than block_size is
+    skipped. model: a DAGGPT on device; encode: a character codec (char i of the text is token i + 1).
 
     Returns a list of dicts {'problem': index in problems, 'height', 'step': the step taught the node (None where
     it has none), 'right' (bool), 'held': some step at the close char computes it, 'own_position': the node's

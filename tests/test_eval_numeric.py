@@ -275,9 +275,10 @@ def test_chain_nodes_reads_the_steps_the_loss_teaches():
     report = eval_numeric.chain_report(problems, [p['answer'] for p in problems], nodes)
     assert report['answers']['2']['acc'] == 1 and report['nodes']['1']['acc'] == 1
     assert report['held'] == report['nodes'] and sum(t['n'] for t in report['by_step'].values()) == len(nodes)
-    assert all(t['acc'] == 1 for t in report['by_step'].values()) and 'height 2, step 3' in report['by_step']
-    # a node's step is its height's place below the tree's top: the root of any tree at the last step
-    heights = {i: max(h for _, h, _ in p['closes']) for i, p in enumerate(problems)}
+    assert all(t['acc'] == 1 for t in report['by_step'].values()) and 'height 2, step 2' in report['by_step']
+    # a node's step is its height's place below the tree's top, taken as at least 3 high (prepare.ALIGN_HEIGHT):
+    # a node of height h at step h in trees up to 3 high, and the root of a taller one at the last step
+    heights = {i: max(3, max(h for _, h, _ in p['closes'])) for i, p in enumerate(problems)}
     assert all(n['step'] == 4 - heights[n['problem']] + n['height'] - 1 for n in nodes)
     assert report['own_position']['n'] + report['earlier']['n'] == sum(n['height'] > 1 for n in nodes)
     assert report['wrong, tokens only']['n'] == 0
@@ -350,7 +351,7 @@ def test_chain_nodes_runs_through_a_real_dag():
     with torch.no_grad():
         _, out, _ = model.eval().dag(idx, model.hidden_states(idx))
     char, h, value = close_positions(p)[0]
-    k = 4 - max(g for _, g, _ in p['closes']) + h - 1
+    k = 4 - max(3, max(g for _, g, _ in p['closes'])) + h - 1
     steps = computes(out['values'][0, char + 1], torch.tensor(value, dtype=torch.float64))  # as chain_nodes reads
     assert nodes[0]['step'] == k and nodes[0]['right'] == steps[k].item() and nodes[0]['held'] == steps.any().item()
     assert nodes[0]['tokens_only'] == bool((out['choices'][0, char + 1, k, :2] < idx.size(1)).all())

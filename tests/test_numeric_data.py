@@ -498,13 +498,14 @@ def test_roles_agree_with_parse_number(corpus):
 def expected_step_rows(prompt, answer, answer_all_steps=True):
     """{close char: label row (8,)} of one line, from the prompt text alone (check_line's reading): each op's exact
     value at the char after its last number (past a ',' or '.' right after it), in the column of its height,
-    right-aligned by the expression's height H (column 8 - H + height - 1), later columns repeating a row's last
-    label; and the answer's row (key None): the answer in every column (prepare's default answer_all_steps), or
-    without answer_all_steps the row of the char that closes the whole expression."""
+    right-aligned by the expression's height H, or 3 where it is lower (column 8 - max(H, 3) + height - 1: with
+    dag_depth 4 a node of height h at step h), later columns repeating a row's last label; and the answer's row
+    (key None): the answer in every column (prepare's default answer_all_steps), or without answer_all_steps the
+    row of the char that closes the whole expression."""
     category, _, groups, _, steps = check_line(prompt, answer)
     offset = prompt.index(groups["a"]) if category == "multi" else 0
     last_number = numbers_in(prompt)[-1][1]
-    H = max(h for _, _, h, *_ in steps)
+    H = max(3, max(h for _, _, h, *_ in steps))
     rows = {}
     for _, value, h, end, *_ in steps:  # the root comes last
         char = last_number if end is None else offset + end
