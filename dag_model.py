@@ -766,7 +766,8 @@ class DAGController(nn.Module):
         # how the chosen operands relate (forward's docstring): without it the op heads of answer positions learned
         # a bias toward the ops that pass a value on (identity problems, chains' roots computed earlier), and "3 - 5
         # = " took max(3, 5): of the 100 one-digit a - b, 74 of 800 wrong over seeds 1337-1344, 1 with it (NOTES.md)
-        relation = 2 * (i_a[..., 0] == i_b[..., 0]) + (i_b[..., 0] >= anchor_logits.size(1))  # (B, Tq) long, 0..3
+        n_tokens = nodes['values'][0].size(-1)  # the token nodes come first; scratch nodes are numbered after them
+        relation = 2 * (i_a[..., 0] == i_b[..., 0]) + (i_b[..., 0] >= n_tokens)  # (B, Tq) long, 0..3
         op_logits = op_logits[k] + anchor_logits.gather(1, anchor.expand(-1, -1, len(OPS))) + self.op_relation(relation)
         if forced and forced[2] is not None:
             op_logits = op_logits + FORCE * F.one_hot(torch.tensor(OPS.index(forced[2])), len(OPS))
